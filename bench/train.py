@@ -1,0 +1,230 @@
+"""Benchmark of the train stage: `python bench/train.py [--mode cpu|gpu|all] [--steps N]`.
+
+CPU mode (always runs): the tiny offline VLM (vlm_it.tiny), steps/s per method (full, lora, qlora) through `train()`,
+and the collator's cost per batch against the whole training step.
+
+GPU mode (runs only when CUDA is available, otherwise it prints that it was skipped): a LLaVA-1.5-7B-shaped model
+(CLIP ViT-L/336 + Vicuna-7B: 576 image tokens per 336 px image) with random weights (memory and speed do not depend on the weights), QLoRA, 1024 tokens per sample at a stated image
+resolution, batch 1, activation checkpointing: peak GPU memory and tokens/s of `vlm_it.train.train`, then TRL's
+SFTTrainer on the same model, data and LoRA settings in the same process. (Qwen2.5-VL-7B shapes are in
+`vlm_it.train.qwen25_vl_7b_config` for the preflight estimate; its processor needs torchvision, which the offline build
+machine lacks.) `--shapes tiny` runs the GPU-mode code path with a tiny LLaVA config (works on CPU) to check the harness itself.
+
+Prints a table and writes bench/results/train.json.
+"""
+from __future__ import annotations
+import argparse, json, os, platform, sys, tempfile, time, warnings
+from pathlib import Path
+
+warnings.filterwarnings("ignore")
+os.environ.setdefault("VLM_IT_QUIET", "1")
+RESULTS = Path(__file__).parent/"results"/"train.json"
+
+
+def _table(rows: list[dict]) -> str:
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    w = {k: max(len(k), *(len(str(r.get(k, ""))) for r in rows)) for k in keys}
+    lines = ["  ".join(k.ljust(w[k]) for k in keys), "  ".join("-" * w[k] for k in keys)]
+    lines += ["  ".join(str(r.get(k, "")).ljust(w[k]) for k in keys) for r in rows]
+    return "\n".join(lines)
+
+
+from transformers import TrainerCallback
+
+
+class StepTimer(TrainerCallback):
+    "Trainer callback recording wall time per optimizer step (synchronising CUDA)."
+    def __init__(self): self.times, self._t = [], None
+    def _sync(self):
+        import torch
+        if torch.cuda.is_available(): torch.cuda.synchronize()
+    def on_step_begin(self, *a, **k): self._sync(); self._t = time.perf_counter()
+    def on_step_end(self, *a, **k): self._sync(); self.times.append(time.perf_counter() - self._t)
+
+
+def bench_cpu(steps: int) -> list[dict]:
+    import torch
+    from transformers import TrainingArguments, AutoProcessor
+    from vlm_it.tiny import make_tiny_model
+    from vlm_it.core import load_records
+    from vlm_it.train import TrainConfig, train, make_toy_data, prepare_rows, VLMCollator
+    tmp = Path(tempfile.mkdtemp())
+    model_dir = make_tiny_model(tmp/"tiny", arch="llava")
+    data = make_toy_data(tmp/"data", n=32)
+    proc = AutoProcessor.from_pretrained(model_dir)
+    rows, _ = prepare_rows(load_records(data), proc, data.parent, 256)
+    collate, bs = VLMCollator(proc, 256), 4
+    t0 = time.perf_counter(); n = 0
+    for _ in range(5):
+        for i in range(0, len(rows), bs): collate(rows[i:i + bs]); n += 1
+    collate_ms = 1000 * (time.perf_counter() - t0) / n
+    out = []
+    for method in ("full", "lora", "qlora"):
+        timer = StepTimer()
+        args = TrainingArguments(output_dir=str(tmp/method), max_steps=steps + 2, per_device_train_batch_size=bs,
+                                 learning_rate=1e-4, logging_steps=1000, save_strategy="no", report_to="none",
+                                 disable_tqdm=True, use_cpu=True, dataloader_num_workers=0, seed=0)
+        t0 = time.perf_counter()
+        train(TrainConfig(model_name_or_path=str(model_dir), data=str(data), method=method, max_length=256), args,
+              callbacks=[timer])
+        total = time.perf_counter() - t0
+        step = sorted(timer.times[2:])[len(timer.times[2:]) // 2]  # median, first 2 steps are warm-up
+        out.append({"mode": "cpu", "model": "tiny-llava", "method": method, "batch": bs, "steps_per_s": round(1 / step, 2),
+                    "step_ms": round(1000 * step, 1), "collator_ms": round(collate_ms, 1),
+                    "collator_share": f"{100 * collate_ms / (1000 * step):.0f}%", "train_call_s": round(total, 1),
+                    "torch_threads": torch.get_num_threads()})
+    return out
+
+
+def _llava_config(shapes: str):
+    from vlm_it.train import llava15_7b_config
+    if shapes == "7b": return llava15_7b_config()
+    from transformers import LlavaConfig, CLIPVisionConfig, LlamaConfig
+    return LlavaConfig(vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=2, image_size=336, patch_size=14, projection_dim=32),
+                       text_config=LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=4, vocab_size=32064), image_token_id=32000,
+                       image_seq_length=576)
+
+
+def build_llava(folder: Path, shapes: str) -> Path:
+    """A random-weight LLaVA-1.5 (7B shapes or tiny) + a processor whose offline BPE tokenizer is padded with unused
+    tokens so that `<image>` has LLaVA-1.5's id (32000) and every id fits the 32064-token vocabulary."""
+    import torch
+    from tokenizers import Tokenizer, models, trainers, pre_tokenizers, decoders, AddedToken
+    from transformers import PreTrainedTokenizerFast, LlavaForConditionalGeneration, LlavaProcessor, CLIPImageProcessorPil
+    from vlm_it.tiny import default_corpus, CHAT_TEMPLATES
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer, tok.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    tok.train_from_iterator(default_corpus(), trainers.BpeTrainer(vocab_size=2000, special_tokens=["<unk>", "<s>", "</s>"],
+                            show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.add_tokens([f"<unused_{i}>" for i in range(32000 - tok.get_vocab_size())])
+    tok.add_special_tokens([AddedToken(s, special=True) for s in ["<image>", "<pad>", "<|user|>", "<|assistant|>", "<|end|>"]])
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="<|end|>", unk_token="<unk>",
+                                 pad_token="<pad>", extra_special_tokens={"image_token": "<image>"})
+    assert hf.convert_tokens_to_ids("<image>") == 32000
+    ip = CLIPImageProcessorPil(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336})
+    proc = LlavaProcessor(image_processor=ip, tokenizer=hf, patch_size=14, num_additional_image_tokens=1,
+                          vision_feature_select_strategy="default", chat_template=CHAT_TEMPLATES["llava"])
+    torch.manual_seed(0)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.device(dev):
+        model = LlavaForConditionalGeneration(_llava_config(shapes)).to(torch.bfloat16 if dev == "cuda" else torch.float32)
+    model.save_pretrained(folder); proc.save_pretrained(folder)
+    del model
+    if dev == "cuda": torch.cuda.empty_cache()
+    return folder
+
+
+def long_data(folder: Path, n: int, image_size: int, answer_words: int) -> Path:
+    "Records whose answer is long enough to fill the sequence; noise images of `image_size` pixels."
+    import numpy as np
+    from PIL import Image
+    from vlm_it.core import make_record, turns, save_records
+    from vlm_it.tiny import default_corpus
+    (folder/"images").mkdir(parents=True, exist_ok=True)
+    rng, words, recs = np.random.default_rng(0), " ".join(default_corpus()).split(), []
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (image_size, image_size, 3), dtype=np.uint8)).save(folder/f"images/{i}.png")
+        answer = " ".join(words[j % len(words)] for j in range(i * 7, i * 7 + answer_words))
+        recs.append(make_record(f"long-{i}", f"images/{i}.png", turns("Describe the image in detail.", answer)))
+    return save_records(recs, folder/"annotations.json")
+
+
+def bench_gpu(shapes: str, steps: int, image_size: int, seq_len: int, skip_trl: bool) -> list[dict]:
+    import torch
+    from transformers import TrainingArguments
+    from vlm_it.train import TrainConfig, train, load_rows, _meta_model, estimate_memory, _patches
+    from transformers import AutoProcessor
+    cuda = torch.cuda.is_available()
+    tmp = Path(tempfile.mkdtemp())
+    model_dir = build_llava(tmp/"llava", shapes)
+    data = long_data(tmp/"data", n=steps + 4, image_size=image_size, answer_words=seq_len)
+    cfg = TrainConfig(model_name_or_path=str(model_dir), data=str(data), method="qlora", max_length=seq_len,
+                      kbit_upcast=False)
+    proc = AutoProcessor.from_pretrained(model_dir)
+    ds, _ = load_rows(cfg, proc)
+    tokens = sum(min(r, seq_len) for r in ds["length"][2:steps + 2])
+    est = estimate_memory(_meta_model(str(model_dir)), cfg, 1, seq_len,
+                          _patches(__import__("vlm_it.train", fromlist=["VLMCollator"]).VLMCollator(proc, seq_len)(
+                              [ds[0]])["pixel_values"], 14) + 1, checkpointing=True)
+    common = dict(max_steps=steps + 2, per_device_train_batch_size=1, learning_rate=1e-4, logging_steps=1000,
+                  save_strategy="no", report_to="none", disable_tqdm=True, dataloader_num_workers=2 if cuda else 0,
+                  bf16=cuda and torch.cuda.is_bf16_supported(), fp16=cuda and not torch.cuda.is_bf16_supported(),
+                  use_cpu=not cuda, seed=0)
+    out = []
+    timer = StepTimer()
+    if cuda: torch.cuda.reset_peak_memory_stats()
+    train(cfg, TrainingArguments(output_dir=str(tmp/"ours"), **common), callbacks=[timer])
+    t = sum(timer.times[2:])
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+    out.append({"mode": "gpu" if cuda else "gpu-path-on-cpu", "model": f"llava-1.5-{shapes}", "trainer": "vlm-it",
+                "image_px": image_size, "seq_len": seq_len, "peak_gib": round(peak, 2),
+                "estimate_gib": round(est["total_gib"] - est["cuda_overhead"], 2), "tokens_per_s": round(tokens / t, 1)})
+    if cuda: torch.cuda.empty_cache()
+    if skip_trl: return out
+    try: out.append(bench_trl(model_dir, data, cfg, common, steps, tokens, tmp, shapes, image_size, seq_len))
+    except Exception as e:  # report, do not hide
+        out.append({"mode": "gpu" if cuda else "gpu-path-on-cpu", "model": f"llava-1.5-{shapes}", "trainer": "trl",
+                    "error": f"{type(e).__name__}: {str(e)[:200]}"})
+    return out
+
+
+def bench_trl(model_dir, data, cfg, common, steps, tokens, tmp, shapes, image_size, seq_len) -> dict:
+    "TRL SFTTrainer on the same model, data, LoRA targets and quantisation."
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+    from transformers import AutoProcessor
+    from vlm_it.core import load_records, to_messages
+    from vlm_it.train import load_model, lora_targets, load_image
+    cuda = torch.cuda.is_available()
+    model, proc = load_model(cfg, checkpointing=True)
+    base = model.unload() if hasattr(model, "unload") else model  # TRL adds LoRA itself
+    target, _ = lora_targets(base, cfg)
+    rows = []
+    for r in load_records(data):
+        m = to_messages(r)
+        rows.append({"messages": m["messages"], "images": [load_image(Path(data).parent/r["image"])]})
+    ds = Dataset.from_list(rows)
+    args = SFTConfig(output_dir=str(tmp/"trl"), max_length=seq_len, gradient_checkpointing=True,
+                     gradient_checkpointing_kwargs={"use_reentrant": False}, assistant_only_loss=False, **common)
+    timer = StepTimer()
+    if cuda: torch.cuda.reset_peak_memory_stats()
+    trainer = SFTTrainer(model=base, args=args, train_dataset=ds, processing_class=proc, callbacks=[timer],
+                         peft_config=LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                                                target_modules=target))
+    trainer.train()
+    t = sum(timer.times[2:])
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+    return {"mode": "gpu" if cuda else "gpu-path-on-cpu", "model": f"llava-1.5-{shapes}", "trainer": "trl-sft",
+            "image_px": image_size, "seq_len": seq_len, "peak_gib": round(peak, 2), "tokens_per_s": round(tokens / t, 1)}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mode", choices=["cpu", "gpu", "all"], default="all")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per run (after 2 warm-up steps)")
+    p.add_argument("--shapes", choices=["7b", "tiny"], default="7b", help="GPU mode: LLaVA-1.5-7B shapes, or tiny ones to test the harness")
+    p.add_argument("--image_size", type=int, default=336, help="GPU mode: source image side in pixels (LLaVA-1.5 resizes to 336 -> 576 image tokens)")
+    p.add_argument("--seq_len", type=int, default=1024)
+    p.add_argument("--skip_trl", action="store_true")
+    a = p.parse_args(argv)
+    import torch
+    rows = []
+    if a.mode in ("cpu", "all"): rows += bench_cpu(a.steps)
+    if a.mode in ("gpu", "all"):
+        if torch.cuda.is_available() or a.shapes == "tiny":
+            rows += bench_gpu(a.shapes, a.steps, a.image_size, a.seq_len, a.skip_trl)
+        else: print("GPU mode skipped: CUDA is not available (use --shapes tiny to run its code path on CPU).")
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    print(f"device: {device}\n" + _table(rows))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"device": device, "torch": torch.__version__, "rows": rows}, indent=2)); os.replace(tmp, RESULTS)
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
