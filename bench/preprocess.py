@@ -1,6 +1,6 @@
 """Benchmark of the preprocess stage: images/s against a plain Pillow open-resize-save loop, and peak memory vs dataset size.
 
-    python bench/preprocess.py                 # 500 timed images + a 2000-image memory run (about 8 minutes on 2 cores)
+    python bench/preprocess.py                 # 500 timed images + a 2000-image memory run (about 10 minutes on 2 busy cores)
     python bench/preprocess.py --n 100 --n-large 300   # a quick look
 
 Inputs are generated once (3000x2000 JPEGs, smooth colour fields with shapes and sensor-like noise, about 1 MB each) and
@@ -101,7 +101,7 @@ def main():
     ap.add_argument("--max-side", type=int, default=1024)
     ap.add_argument("--quality", type=int, default=90)
     ap.add_argument("--workers", type=int, default=os.cpu_count())
-    ap.add_argument("--skip-thumbnail", action="store_true", help="skip the extra Pillow thumbnail() loop")
+    ap.add_argument("--with-thumbnail", action="store_true", help="also time a Pillow thumbnail() loop (draft decoding, one process)")
     ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "preprocess.json"))
     a = ap.parse_args()
 
@@ -123,7 +123,7 @@ def main():
 
     try:
         base = timed("plain Pillow loop (open, convert, resize, save)", plain_code(data, work / "plain", a.n, a.max_side, a.quality), a.n, work / "plain")
-        if not a.skip_thumbnail:
+        if a.with_thumbnail:
             timed("Pillow thumbnail() loop (uses draft)", plain_code(data, work / "thumb", a.n, a.max_side, a.quality, True), a.n, work / "thumb")
         one = timed("vlm-it preprocess, 1 worker", stage_code(data, work / "s1", a.n, 1, a.max_side, a.quality), a.n, work / "s1")
         full = timed(f"vlm-it preprocess, {a.workers} workers", stage_code(data, work / "sN", a.n, a.workers, a.max_side, a.quality), a.n, work / "sN")
