@@ -132,10 +132,11 @@ def main():
 
     for r in runs: r["speedup_vs_plain"] = round(r["images_per_s"] / base["images_per_s"], 2)
     print()
-    print(f"{'contender':<48} {'images':>6} {'seconds':>8} {'img/s':>7} {'x plain':>8} {'CPU ms/img':>10} {'peak RSS MB':>12}")
+    print(f"{'contender':<48} {'images':>6} {'seconds':>8} {'img/s':>7} {'x plain':>8} {'CPU ms/img':>10} {'cores used':>10} {'peak RSS MB':>12}")
     for r in runs:
+        r["cores_used"] = round(r["cpu_seconds"] / r["seconds"], 2)  # well below the worker count: the machine is busy
         print(f"{r['name']:<48} {r['images']:>6} {r['seconds']:>8.1f} {r['images_per_s']:>7.2f} {r['speedup_vs_plain']:>8.2f} "
-              f"{r['cpu_ms_per_image']:>10.1f} {r['peak_rss_mb']:>12.1f}")
+              f"{r['cpu_ms_per_image']:>10.1f} {r['cores_used']:>10.2f} {r['peak_rss_mb']:>12.1f}")
     load = os.getloadavg()
     ratio = full["images_per_s"] / base["images_per_s"]
     mem_ratio = large["peak_rss_mb"] / full["peak_rss_mb"]

@@ -219,7 +219,9 @@ def main(argv=None):
             rows += bench_gpu(a.shapes, a.steps, a.image_size, a.seq_len, a.skip_trl)
         else: print("GPU mode skipped: CUDA is not available (use --shapes tiny to run its code path on CPU).")
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
-    print(f"device: {device}\n" + _table(rows))
+    print(f"device: {device}")
+    if not rows: return
+    print(_table(rows))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     tmp = RESULTS.with_suffix(".tmp")
     tmp.write_text(json.dumps({"device": device, "torch": torch.__version__, "rows": rows}, indent=2)); os.replace(tmp, RESULTS)
