@@ -553,14 +553,12 @@ def funnel_steps(report:dict) -> list[tuple[str, int]]:
     return out
 
 def plot_funnel(steps:list[tuple[str, int]], path) -> Path|None:
-    "Horizontal bars: records left after each filter step."
+    "The filter stage's funnel chart, drawn from `[(step, records left)]` (the first step is the input)."
     if not steps: return None
-    fig = _figure(6.5, 0.5 * len(steps) + 1.2); ax = fig.add_subplot(1, 1, 1)
-    ax.barh(range(len(steps)), [n for _, n in steps], color="C2")
-    ax.set_yticks(range(len(steps)), [s for s, _ in steps]); ax.invert_yaxis()
-    for y, (_, n) in enumerate(steps): ax.annotate(str(n), (n, y), va="center", xytext=(3, 0), textcoords="offset points", fontsize=8)
-    ax.set_xlabel("records"); ax.set_title("Data filter funnel")
-    fig.savefig(path); return Path(path)
+    from vlm_it.filtering import plot_funnel as draw_funnel  # one funnel drawing for the filter stage and the report
+    (_, total), rest = steps[0], steps[1:]
+    rows = [(name, prev - n, n) for (name, n), (_, prev) in zip(rest, steps[:-1])]
+    return draw_funnel(rows, total, path, title="Data filter funnel")
 
 def _short(text, n=160):
     import textwrap
