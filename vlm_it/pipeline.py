@@ -10,7 +10,7 @@ import json, time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .core import (opt, load_config, read_yaml, write_json, write_jsonl, atomic_write, progress, get_logger,
+from .core import (opt, load_config, read_yaml, read_jsonl, write_json, write_jsonl, atomic_write, progress, get_logger,
                          ConfigError, METADATA_FILE, ANNOTATIONS_FILE, FILTER_REPORT)
 
 # %% auto #0
@@ -192,7 +192,7 @@ def demo(cfg:DemoConfig) -> dict:
     syn = s.pop("synthetic", {})
     raw = make_synthetic_sample(out/"raw", **syn)
     t1 = time.time()
-    captions = [json.loads(l)["text"] for l in (raw/"train"/METADATA_FILE).read_text().splitlines()]
+    captions = [r["text"] for r in read_jsonl(raw/"train"/METADATA_FILE)]
     s.setdefault("pretrain", {}).setdefault("model_name_or_path", str(make_tiny_model(out/"models"/"tiny", corpus=captions)))
     t2 = time.time()
     with atomic_write(out/"pipeline.yaml") as f: yaml.safe_dump(s, f, sort_keys=False)
