@@ -3,6 +3,10 @@
 CPU mode (always runs): the tiny offline VLM (vlm_it.tiny), steps/s per method (full, lora, qlora) through `train()`,
 and the collator's cost per batch against the whole training step.
 
+Memory mode (CPU or GPU): LLaVA-shaped models of a few widths and depths with random weights, trained 2 steps on one
+~1,000-token sample per method; the measured peak of tensor memory (`vlm_it.train.measure_peak_gib`) against the
+preflight estimate (`estimate_memory`, without the CUDA context), to check the estimate where no large GPU is at hand.
+
 GPU mode (runs only when CUDA is available, otherwise it prints that it was skipped): a LLaVA-1.5-7B-shaped model
 (CLIP ViT-L/336 + Vicuna-7B: 576 image tokens per 336 px image) with random weights (memory and speed do not depend on the weights), QLoRA, 1024 tokens per sample at a stated image
 resolution, batch 1, activation checkpointing: peak GPU memory and tokens/s of `vlm_it.train.train`, then TRL's
@@ -10,7 +14,7 @@ SFTTrainer on the same model, data and LoRA settings in the same process. (Qwen2
 `vlm_it.train.qwen25_vl_7b_config` for the preflight estimate; its processor needs torchvision, which the offline build
 machine lacks.) `--shapes tiny` runs the GPU-mode code path with a tiny LLaVA config (works on CPU) to check the harness itself.
 
-Prints a table and writes bench/results/train.json.
+Prints a table and writes bench/results/train-MODE.json.
 """
 from __future__ import annotations
 import argparse, json, os, platform, sys, tempfile, time, warnings
@@ -18,7 +22,7 @@ from pathlib import Path
 
 warnings.filterwarnings("ignore")
 os.environ.setdefault("VLM_IT_QUIET", "1")
-RESULTS = Path(__file__).parent/"results"/"train.json"
+RESULTS = Path(__file__).parent/"results"/"train-{mode}.json"
 
 
 def _table(rows: list[dict]) -> str:
@@ -76,18 +80,20 @@ def bench_cpu(steps: int) -> list[dict]:
     return out
 
 
-def _llava_config(shapes: str):
+def _llava_config(shapes):
+    "LLaVA-1.5-7B's config for '7b', a tiny one for 'tiny', or `(hidden, layers, mlp, kv_heads)` of the language model."
     from vlm_it.train import llava15_7b_config
     if shapes == "7b": return llava15_7b_config()
     from transformers import LlavaConfig, CLIPVisionConfig, LlamaConfig
-    return LlavaConfig(vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                       num_attention_heads=2, image_size=336, patch_size=14, projection_dim=32),
-                       text_config=LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                       num_attention_heads=4, num_key_value_heads=4, vocab_size=32064), image_token_id=32000,
+    h, layers, mlp, kv = (64, 2, 128, 4) if shapes == "tiny" else shapes
+    return LlavaConfig(vision_config=CLIPVisionConfig(hidden_size=32 if shapes == "tiny" else 256, intermediate_size=64 if shapes == "tiny" else 1024,
+                       num_hidden_layers=2, num_attention_heads=2, image_size=336, patch_size=14, projection_dim=32),
+                       text_config=LlamaConfig(hidden_size=h, intermediate_size=mlp, num_hidden_layers=layers,
+                       num_attention_heads=max(h // 64, 4), num_key_value_heads=kv, vocab_size=32064), image_token_id=32000,
                        image_seq_length=576)
 
 
-def build_llava(folder: Path, shapes: str) -> Path:
+def build_llava(folder: Path, shapes) -> Path:
     """A random-weight LLaVA-1.5 (7B shapes or tiny) + a processor whose offline BPE tokenizer is padded with unused
     tokens so that `<image>` has LLaVA-1.5's id (32000) and every id fits the 32064-token vocabulary."""
     import torch
@@ -129,6 +135,40 @@ def long_data(folder: Path, n: int, image_size: int, answer_words: int) -> Path:
         answer = " ".join(words[j % len(words)] for j in range(i * 7, i * 7 + answer_words))
         recs.append(make_record(f"long-{i}", f"images/{i}.png", turns("Describe the image in detail.", answer)))
     return save_records(recs, folder/"annotations.json")
+
+
+MEMORY_CASES = [  # (hidden, layers, mlp, kv_heads), method
+    ((1024, 8, 2752, 16), "qlora"), ((1024, 8, 2752, 16), "lora"), ((1536, 6, 4096, 4), "qlora"),
+    ((512, 4, 1376, 8), "full"), ((2048, 4, 5504, 8), "qlora")]
+
+
+def bench_memory(seq_len: int) -> list[dict]:
+    import torch
+    from transformers import AutoProcessor
+    from vlm_it.train import (TrainConfig, load_model, load_rows, VLMCollator, estimate_memory, measure_peak_gib,
+                              _meta_model, _patches, CUDA_OVERHEAD_GIB)
+    cuda, tmp, out = torch.cuda.is_available(), Path(tempfile.mkdtemp()), []
+    data = long_data(tmp/"data", n=1, image_size=336, answer_words=seq_len)
+    for i, (shapes, method) in enumerate(MEMORY_CASES):
+        model_dir = build_llava(tmp/f"m{i}", shapes)
+        cfg = TrainConfig(model_name_or_path=str(model_dir), data=str(data), method=method, max_length=seq_len)
+        model, proc = load_model(cfg)
+        batch = VLMCollator(proc, seq_len)([load_rows(cfg, proc)[0][0]])
+        if cuda: batch = {k: v.to(model.device) if hasattr(v, "to") else v for k, v in batch.items()}
+        if cuda and method != "qlora": model.to("cuda")
+        tokens = batch["input_ids"].shape[1]
+        act_bytes = 4 if not cuda else (2 if method != "full" else 4)
+        est = estimate_memory(_meta_model(str(model_dir)), cfg, 1, tokens, _patches(batch["pixel_values"], 14),
+                              checkpointing=method == "qlora", act_bytes=act_bytes)
+        peak = measure_peak_gib(model, batch)
+        h, layers, mlp, kv = shapes
+        out.append({"mode": "memory-gpu" if cuda else "memory-cpu", "lm": f"h{h} L{layers} f{mlp} kv{kv}", "method": method,
+                    "tokens": tokens, "params_M": round(est["params"]["total"] / 1e6, 1), "measured_gib": round(peak, 3),
+                    "estimated_gib": round(est["total_gib"] - CUDA_OVERHEAD_GIB, 3),
+                    "ratio": round((est["total_gib"] - CUDA_OVERHEAD_GIB) / peak, 3)})
+        del model
+        if cuda: torch.cuda.empty_cache()
+    return out
 
 
 def bench_gpu(shapes: str, steps: int, image_size: int, seq_len: int, skip_trl: bool) -> list[dict]:
@@ -204,7 +244,7 @@ def bench_trl(model_dir, data, cfg, common, steps, tokens, tmp, shapes, image_si
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--mode", choices=["cpu", "gpu", "all"], default="all")
+    p.add_argument("--mode", choices=["cpu", "memory", "gpu", "all"], default="all")
     p.add_argument("--steps", type=int, default=10, help="timed steps per run (after 2 warm-up steps)")
     p.add_argument("--shapes", choices=["7b", "tiny"], default="7b", help="GPU mode: LLaVA-1.5-7B shapes, or tiny ones to test the harness")
     p.add_argument("--image_size", type=int, default=336, help="GPU mode: source image side in pixels (LLaVA-1.5 resizes to 336 -> 576 image tokens)")
@@ -214,6 +254,7 @@ def main(argv=None):
     import torch
     rows = []
     if a.mode in ("cpu", "all"): rows += bench_cpu(a.steps)
+    if a.mode in ("memory", "all"): rows += bench_memory(a.seq_len)
     if a.mode in ("gpu", "all"):
         if torch.cuda.is_available() or a.shapes == "tiny":
             rows += bench_gpu(a.shapes, a.steps, a.image_size, a.seq_len, a.skip_trl)
@@ -222,10 +263,11 @@ def main(argv=None):
     print(f"device: {device}")
     if not rows: return
     print(_table(rows))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"device": device, "torch": torch.__version__, "rows": rows}, indent=2)); os.replace(tmp, RESULTS)
-    print(f"wrote {RESULTS}")
+    path = Path(str(RESULTS).format(mode=a.mode))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"device": device, "torch": torch.__version__, "rows": rows}, indent=2)); os.replace(tmp, path)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -14,12 +14,12 @@ from typing import Any, Iterable, Iterator
 import yaml
 
 # %% auto #0
-__all__ = ['LOGGER_NAME', 'IMAGE_TOKEN', 'HUMAN', 'GPT', 'METADATA_FILE', 'PREPROCESS_REPORT', 'ANNOTATIONS_FILE',
+__all__ = ['LOGGER_NAME', 'IMAGE_TOKEN', 'HUMAN', 'GPT', 'DTYPE_NAMES', 'METADATA_FILE', 'PREPROCESS_REPORT', 'ANNOTATIONS_FILE',
            'REJECTED_FILE', 'FILTER_REPORT', 'get_logger', 'setup_logging', 'progress', 'RecordError', 'make_record',
            'turns', 'validate_record', 'resolve_image', 'atomic_write', 'write_json', 'read_json', 'write_jsonl',
            'append_jsonl', 'read_jsonl', 'to_messages', 'from_messages', 'load_records', 'save_records',
            'records_to_dataset', 'dataset_to_records', 'stable_id', 'file_sha1', 'ConfigError', 'opt', 'read_yaml',
-           'make_parser', 'load_config', 'config_to_dict', 'save_config']
+           'make_parser', 'load_config', 'config_to_dict', 'save_config', 'torch_dtype', 'adapter_base']
 
 # %% ../nbs/05_core.ipynb #6e4355e4
 LOGGER_NAME = "vlm_it"
@@ -282,6 +282,25 @@ def save_config(cfg, path:str|Path) -> Path:
     "Atomically write a config as YAML, so a run can be repeated exactly."
     with atomic_write(path) as f: yaml.safe_dump(json.loads(json.dumps(config_to_dict(cfg), default=str)), f, sort_keys=False)
     return Path(path)
+
+# %% ../nbs/05_core.ipynb #ef65e12f
+DTYPE_NAMES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
+               "fp32": "float32", "float32": "float32"}
+
+def torch_dtype(name:str="auto", device:str|None=None):
+    "The torch dtype for `name` (short or long: bf16/bfloat16, ...); `auto` is bf16 on GPUs that have it, fp16 on older GPUs, fp32 elsewhere."
+    import torch
+    if name != "auto":
+        if name not in DTYPE_NAMES: raise ConfigError(f"dtype {name!r} is not one of auto, {', '.join(DTYPE_NAMES)}")
+        return getattr(torch, DTYPE_NAMES[name])
+    on_cuda = torch.cuda.is_available() if device is None else str(device).startswith("cuda")
+    if not on_cuda: return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+def adapter_base(path) -> str|None:
+    "The base model recorded in the PEFT adapter at `path`, or None when `path` holds no `adapter_config.json`."
+    cfg = Path(path)/"adapter_config.json" if path is not None else None
+    return read_json(cfg).get("base_model_name_or_path") if cfg is not None and cfg.is_file() else None
 
 # %% ../nbs/05_core.ipynb #7f506d37
 METADATA_FILE, PREPROCESS_REPORT = "metadata.jsonl", "preprocess_report.json"

@@ -15,7 +15,7 @@ import evaluate as hf_evaluate  # the Hugging Face `evaluate` library (this modu
 
 from .core import (IMAGE_TOKEN, HUMAN, GPT, FILTER_REPORT, opt, get_logger, progress, load_records, resolve_image,
                          to_messages, write_json, write_jsonl, read_json, read_jsonl, atomic_write, save_config, config_to_dict,
-                         stable_id, ConfigError)
+                         stable_id, ConfigError, torch_dtype, adapter_base)
 
 log = get_logger("evaluate")
 
@@ -337,11 +337,10 @@ def load_vlm(model:str|None, adapter:str|None=None, device:str="auto", dtype:str
     from transformers import AutoModelForImageTextToText, AutoProcessor
     if adapter is not None and not is_adapter_dir(adapter):
         raise FileNotFoundError(f"adapter {str(adapter)!r} has no adapter_config.json: pass a directory saved by PEFT (the train stage's output)")
-    if model is None and adapter is not None: model = json.loads((Path(adapter) / "adapter_config.json").read_text())["base_model_name_or_path"]
+    if model is None and adapter is not None: model = adapter_base(adapter)
     if model is None: raise ConfigError("evaluate needs --model (a base model path or hub id) or --adapter")
     dev = pick_device(device)
-    dt = {"auto": torch.bfloat16 if dev == "cuda" else torch.float32, "float32": torch.float32,
-          "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    dt = torch_dtype(dtype, dev)  # the same `auto` as training: fp16 on GPUs without bf16
     has_proc = adapter is not None and any((Path(adapter) / f).is_file() for f in ("processor_config.json", "tokenizer_config.json"))
     processor = AutoProcessor.from_pretrained(adapter if has_proc else model)
     m = AutoModelForImageTextToText.from_pretrained(model, dtype=dt)
@@ -660,7 +659,7 @@ class EvalConfig:
     num_beams: int = opt(1, "1 = greedy decoding; more = beam search")
     limit: int = opt(None, "evaluate only the first N records")
     device: str = opt("auto", "auto (GPU if any), cpu, cuda, cuda:1, mps")
-    dtype: str = opt("auto", "auto (bfloat16 on GPU, float32 on CPU), float32, bfloat16, float16")
+    dtype: str = opt("auto", "auto (bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU), bf16, fp16 or fp32")
     caption_tokenizer: str = opt("ptb", "ptb (official, needs Java) or simple (no Java; scores not comparable with published ones, no METEOR)")
     spice: bool = opt(False, "also compute SPICE (needs Stanford CoreNLP 3.6.0 jars, which pycocoevalcap downloads; fails offline)")
     n_bootstrap: int = opt(1000, "bootstrap resamples for confidence intervals and paired p-values")
@@ -677,7 +676,7 @@ class EvalConfig:
 def model_specs(cfg:EvalConfig) -> list[tuple[str, str|None, str|None]]:
     "`[(name, model, adapter)]`: the evaluated model first, then each `--compare` entry."
     base = cfg.model
-    if base is None and is_adapter_dir(cfg.adapter): base = read_json(Path(cfg.adapter) / "adapter_config.json").get("base_model_name_or_path")
+    if base is None: base = adapter_base(cfg.adapter)
     def name_of(model, adapter): return Path(adapter).name if adapter else Path(str(model)).name
     specs = [(name_of(base, cfg.adapter), base, cfg.adapter)]
     for c in cfg.compare or []:

@@ -6,12 +6,13 @@ Docs: https://vlm-it.github.io/vlm-it/train.html.md"""
 
 # %% ../nbs/03_train.ipynb #ea2a2ca7
 from __future__ import annotations
-import dataclasses, html, json, math, os, re, string, time
+import contextlib, dataclasses, html, json, math, os, re, string, sys, time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .core import (opt, get_logger, progress, load_records, to_messages, resolve_image, RecordError, ConfigError,
-    write_json, read_json, append_jsonl, read_jsonl, write_jsonl, atomic_write, save_config, config_to_dict)
+    write_json, read_json, append_jsonl, read_jsonl, write_jsonl, atomic_write, save_config, config_to_dict, torch_dtype,
+    adapter_base)
 
 log = get_logger("train")
 
@@ -19,11 +20,11 @@ log = get_logger("train")
 __all__ = ['log', 'METHODS', 'LOG_FILE', 'LOSS_PLOT', 'CONFIG_FILE', 'ARGS_FILE', 'SUMMARY_FILE', 'MERGE_REPORT', 'GPUS',
            'CUDA_OVERHEAD_GIB', 'NF4_BYTES', 'PREFLIGHT_REPORT', 'PREFLIGHT_HTML', 'TrainConfig', 'render_with_spans',
            'token_labels', 'image_token_id', 'prepare_record', 'prepare_rows', 'load_image', 'VLMCollator',
-           'make_toy_data', 'model_parts', 'lora_targets', 'compute_dtype', 'load_model', 'describe_model',
-           'JsonlLogger', 'trim_log', 'plot_loss', 'normalise_answer', 'exact_match', 'eval_prompts',
-           'GenerationScorer', 'load_rows', 'train', 'MergeConfig', 'probe_inputs', 'merge', 'count_params',
-           'estimate_memory', 'render_labels', 'to_ansi', 'to_html', 'PreflightConfig', 'preflight',
-           'qwen25_vl_7b_config', 'llava15_7b_config', 'meta_from_config']
+           'make_toy_data', 'model_parts', 'lora_targets', 'load_model', 'describe_model', 'JsonlLogger', 'trim_log',
+           'plot_loss', 'normalise_answer', 'exact_match', 'eval_prompts', 'GenerationScorer', 'load_rows', 'train',
+           'MergeConfig', 'probe_inputs', 'merge', 'count_params', 'estimate_memory', 'render_labels', 'to_ansi',
+           'to_html', 'PreflightConfig', 'preflight', 'measure_peak_gib', 'qwen25_vl_7b_config', 'llava15_7b_config',
+           'meta_from_config']
 
 # %% ../nbs/03_train.ipynb #6d178bc6
 METHODS = ("qlora", "lora", "full")
@@ -224,13 +225,6 @@ def lora_targets(model, cfg:TrainConfig) -> tuple[str, list[str]]:
     save = [p.rsplit(".", 1)[-1] for p in parts["projector"]] if cfg.train_projector else []
     return target, save
 
-def compute_dtype(name:str="auto"):
-    "The torch dtype for `name` (auto: bf16 on GPUs that support it, fp16 on other GPUs, fp32 on CPU)."
-    import torch
-    if name != "auto": return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
-    if not torch.cuda.is_available(): return torch.float32
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
 # %% ../nbs/03_train.ipynb #726cca32
 def _checkpointing_on(model, input_grads:bool=True):
     "Activation checkpointing (non-reentrant); with a frozen base, inputs must require grad for it to backpropagate."
@@ -255,7 +249,7 @@ def load_model(cfg:TrainConfig, checkpointing:bool|None=None, weights:str|None=N
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor, BitsAndBytesConfig
     if cfg.method not in METHODS: raise ConfigError(f"method {cfg.method!r} is not one of {', '.join(METHODS)}")
-    dtype, kw = compute_dtype(cfg.dtype), {}
+    dtype, kw = torch_dtype(cfg.dtype), {}
     if cfg.method == "qlora":
         probe = _meta_model(cfg.model_name_or_path)
         skip = ["lm_head"] + model_parts(probe)["projector"]  # full names: matched from the start of module names
@@ -486,7 +480,7 @@ def _load_base(base:str, dtype, adapter_dir:Path, dequantize:bool):
     if (adapter_dir/CONFIG_FILE).exists():
         import yaml; method = (yaml.safe_load((adapter_dir/CONFIG_FILE).read_text()) or {}).get("method")
     if method == "qlora" and dequantize:
-        cdt = dtype if dtype != "auto" else compute_dtype()
+        cdt = dtype if dtype != "auto" else torch_dtype()
         skip = ["lm_head"] + model_parts(_meta_model(base))["projector"]
         q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                bnb_4bit_compute_dtype=cdt, llm_int8_skip_modules=skip)
@@ -507,8 +501,8 @@ def merge(cfg:MergeConfig) -> Path:
     adapter, out = Path(cfg.adapter), Path(cfg.output)
     if not (adapter/"adapter_config.json").exists():
         raise ConfigError(f"{str(adapter)!r} has no adapter_config.json (a `full` run's output is already a complete model)")
-    base = cfg.base or read_json(adapter/"adapter_config.json")["base_model_name_or_path"]
-    dtype = "auto" if cfg.dtype == "auto" else compute_dtype(cfg.dtype)
+    base = cfg.base or adapter_base(adapter)
+    dtype = "auto" if cfg.dtype == "auto" else torch_dtype(cfg.dtype)
     processor = AutoProcessor.from_pretrained(adapter if (adapter/"processor_config.json").exists() else base)
     model, dequantized = _load_base(base, dtype, adapter, cfg.dequantize)
     model = PeftModel.from_pretrained(model, adapter)
@@ -566,7 +560,7 @@ def count_params(meta_model, cfg:TrainConfig) -> dict:
     parts, (target, save) = model_parts(meta_model), lora_targets(meta_model, cfg)
     under = lambda n, ps: any(n == p or n.startswith(p + ".") for p in ps)
     head = {id(p) for p in meta_model.get_output_embeddings().parameters()}
-    quant = other = lora = proj = 0
+    quant = other = lora = proj = lora_inputs = 0
     for name, mod in meta_model.named_modules():
         own = sum(p.numel() for p in mod.parameters(recurse=False))
         if not own: continue
@@ -576,10 +570,12 @@ def count_params(meta_model, cfg:TrainConfig) -> dict:
             quant += mod.weight.numel(); other += own - mod.weight.numel()
         else: other += own
         if is_proj: proj += own
-        if isinstance(mod, torch.nn.Linear) and re.fullmatch(target, name): lora += cfg.lora_r * (mod.in_features + mod.out_features)
+        if isinstance(mod, torch.nn.Linear) and re.fullmatch(target, name):
+            lora += cfg.lora_r * (mod.in_features + mod.out_features)
+            if under(name, [parts["language"]]): lora_inputs += mod.in_features
     total = quant + other
     trainable = total if cfg.method == "full" else lora + (proj if cfg.train_projector else 0)
-    return {"total": total, "quantisable": quant, "other": other, "trainable": trainable}
+    return {"total": total, "quantisable": quant, "other": other, "trainable": trainable, "lora_inputs": lora_inputs}
 
 def estimate_memory(meta_model, cfg:TrainConfig, batch:int, seq_len:int, patches:int, checkpointing:bool=True,
                     act_bytes:int=2) -> dict:
@@ -595,9 +591,13 @@ def estimate_memory(meta_model, cfg:TrainConfig, batch:int, seq_len:int, patches
         w = n["quantisable"] * NF4_BYTES + frozen_other * (4 if cfg.kbit_upcast else a)
     elif cfg.method == "lora": w = n["total"] * a
     else: w = 0.0
-    per_layer = T * (14 * h + 2 * hkv + 5 * f) * a
+    # saved tensors of one decoder layer, counted from measurements (see the table above); a frozen linear keeps no input
+    per_layer = T * ((8 if cfg.method == "full" else 5) * h + 2 * hkv + 4 * f) * a
+    if cfg.method != "full" and cfg.lora_dropout > 0:  # each LoRA input's dropped-out copy and its bool mask
+        per_layer += T * n["lora_inputs"] / L * (a + 1)
     act = (L * T * h * a + per_layer) if checkpointing else L * per_layer
-    logits = T * V * (a + 4 + 4)
+    act += 4 * T * h * a  # outside the layers: embeddings, merged image features, final norm
+    logits = T * V * ((a + 4 + 4) if a < 4 else (4 + 4))  # no fp32 copy for the loss when the logits are fp32 already
     vis = 0.0
     if v is not None:
         hv = _cfg_get(v, "hidden_size", "embed_dim"); fv = _cfg_get(v, "intermediate_size", default=4 * hv)
@@ -605,10 +605,10 @@ def estimate_memory(meta_model, cfg:TrainConfig, batch:int, seq_len:int, patches
         trained_vision = cfg.method == "full" or cfg.lora_vision_tower
         vis = patches * (14 * hv + 5 * fv) * a * ((Lv if not checkpointing else 1) if trained_vision else 1)
         if trained_vision and checkpointing: vis += Lv * patches * hv * a
-    gib = lambda x: round(x / 2**30, 3)
-    parts = {"weights": gib(w), "trainable_and_optimizer": gib(n["trainable"] * 16), "activations": gib(act),
-             "logits": gib(logits), "vision": gib(vis), "cuda_overhead": CUDA_OVERHEAD_GIB}
-    return {**parts, "total_gib": round(sum(parts.values()), 2), "params": n, "tokens": T, "vision_patches": patches}
+    parts = {"weights": w, "trainable_and_optimizer": n["trainable"] * 16, "activations": act, "logits": logits,
+             "vision": vis, "cuda_overhead": CUDA_OVERHEAD_GIB * 2**30}
+    gib = {k: round(v / 2**30, 4) for k, v in parts.items()}
+    return {**gib, "total_gib": round(sum(parts.values()) / 2**30, 3), "params": n, "tokens": T, "vision_patches": patches}
 
 # %% ../nbs/03_train.ipynb #ab16fd79
 def render_labels(tokenizer, input_ids, labels, image_id:int|None=None) -> list[tuple[str, bool]]:
@@ -695,6 +695,49 @@ def preflight(cfg:TrainConfig, args=None, opts:PreflightConfig|None=None) -> dic
           f"+ overhead {m['cuda_overhead']} -> {'fits' if report['fits'] else 'DOES NOT FIT'}")
     for b in bad[:10]: print("problem:", b["problem"])
     return report
+
+# %% ../nbs/03_train.ipynb #a6344616
+def _tensor_gib(model) -> float:
+    "Bytes held by the model's parameters and buffers (4-bit weights with their quantisation constants), each storage once."
+    seen, n = set(), 0
+    for t in [*model.parameters(), *model.buffers()]:
+        if t.data_ptr() in seen: continue
+        seen.add(t.data_ptr()); n += t.numel() * t.element_size()
+        qs = getattr(t, "quant_state", None)
+        if qs is not None:
+            extra = [qs.absmax] + ([qs.state2.absmax, qs.offset] if qs.nested else [])
+            n += sum(x.numel() * x.element_size() for x in extra)
+    return n / 2**30
+
+@contextlib.contextmanager
+def _stderr_silenced():
+    "Point file descriptor 2 at /dev/null for the block (for C++ libraries that print there)."
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try: os.dup2(null, 2); yield
+    finally: os.dup2(saved, 2); os.close(saved); os.close(null)
+
+def measure_peak_gib(model, batch:dict, steps:int=2) -> float:
+    "Peak tensor memory (GiB) of `steps` AdamW steps of `model` on `batch` (CUDA's allocator peak; on CPU, from the profiler)."
+    import torch
+    from torch.profiler import profile, ProfilerActivity
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+    model.train()
+    def run():
+        for _ in range(steps):
+            model(**batch).loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
+    if next(model.parameters()).is_cuda:
+        torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats(); run(); torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() / 2**30
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with _stderr_silenced(): prof.start()  # the profiler's C++ side prints a line at start and stop
+    try: run()
+    finally:
+        with _stderr_silenced(): prof.stop()
+    live = peak = 0  # allocation (+) and free (-) events in time order: their running sum is the live tensor memory
+    for e in sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"), key=lambda e: e.start_ns()):
+        live += e.nbytes(); peak = max(peak, live)
+    return _tensor_gib(model) + peak / 2**30
 
 # %% ../nbs/03_train.ipynb #c976278b
 def qwen25_vl_7b_config():
