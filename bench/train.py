@@ -3,9 +3,9 @@
 CPU mode (always runs): the tiny offline VLM (vlm_it.tiny), steps/s per method (full, lora, qlora) through `train()`,
 and the collator's cost per batch against the whole training step.
 
-Memory mode (CPU or GPU): LLaVA-shaped models of a few widths and depths with random weights, trained 2 steps on one
-~1,000-token sample per method; the measured peak of tensor memory (`vlm_it.train.measure_peak_gib`) against the
-preflight estimate (`estimate_memory`, without the CUDA context), to check the estimate where no large GPU is at hand.
+Memory mode (CPU or GPU): LLaVA-shaped models of a few widths and depths with random weights, 2 steps of `train` on
+~1,000-token samples per method; the measured peak of tensor memory (`vlm_it.train.PeakMemory`) against the preflight
+estimate (`estimate_memory`, without the CUDA context). `--bf16` trains with bf16 autocast on CPU, as a GPU run does.
 
 GPU mode (runs only when CUDA is available, otherwise it prints that it was skipped): a LLaVA-1.5-7B-shaped model
 (CLIP ViT-L/336 + Vicuna-7B: 576 image tokens per 336 px image) with random weights (memory and speed do not depend on the weights), QLoRA, 1024 tokens per sample at a stated image
@@ -137,36 +137,41 @@ def long_data(folder: Path, n: int, image_size: int, answer_words: int) -> Path:
     return save_records(recs, folder/"annotations.json")
 
 
-MEMORY_CASES = [  # (hidden, layers, mlp, kv_heads), method
-    ((1024, 8, 2752, 16), "qlora"), ((1024, 8, 2752, 16), "lora"), ((1536, 6, 4096, 4), "qlora"),
-    ((512, 4, 1376, 8), "full"), ((2048, 4, 5504, 8), "qlora")]
+MEMORY_CASES = [  # (hidden, layers, mlp, kv_heads) of the language model, TrainConfig options
+    ((1024, 8, 2752, 16), {"method": "qlora"}), ((1024, 8, 2752, 16), {"method": "qlora", "kbit_upcast": False}),
+    ((1024, 8, 2752, 16), {"method": "lora"}), ((1536, 6, 4096, 4), {"method": "qlora"}),
+    ((512, 4, 1376, 8), {"method": "full"}), ((2048, 4, 5504, 8), {"method": "qlora"})]
 
 
-def bench_memory(seq_len: int) -> list[dict]:
+def bench_memory(seq_len: int, bf16: bool = False) -> list[dict]:
+    "Peak tensor memory of 2 steps of `train` (PeakMemory callback) against `estimate_memory`, per case."
     import torch
-    from transformers import AutoProcessor
-    from vlm_it.train import (TrainConfig, load_model, load_rows, VLMCollator, estimate_memory, measure_peak_gib,
+    from transformers import AutoProcessor, TrainingArguments
+    from vlm_it.train import (TrainConfig, train, load_rows, VLMCollator, estimate_memory, PeakMemory, use_checkpointing,
                               _meta_model, _patches, CUDA_OVERHEAD_GIB)
     cuda, tmp, out = torch.cuda.is_available(), Path(tempfile.mkdtemp()), []
-    data = long_data(tmp/"data", n=1, image_size=336, answer_words=seq_len)
-    for i, (shapes, method) in enumerate(MEMORY_CASES):
+    bf16 = bf16 or cuda  # a GPU run trains with bf16 autocast
+    data = long_data(tmp/"data", n=4, image_size=336, answer_words=seq_len)
+    for i, (shapes, opts) in enumerate(MEMORY_CASES):
         model_dir = build_llava(tmp/f"m{i}", shapes)
-        cfg = TrainConfig(model_name_or_path=str(model_dir), data=str(data), method=method, max_length=seq_len)
-        model, proc = load_model(cfg)
+        cfg = TrainConfig(model_name_or_path=str(model_dir), data=str(data), max_length=seq_len,
+                          dtype="bf16" if bf16 and opts["method"] != "full" else "auto", **opts)
+        args = TrainingArguments(output_dir=str(tmp/f"run{i}"), max_steps=2, per_device_train_batch_size=1, bf16=bf16,
+                                 save_strategy="no", report_to="none", disable_tqdm=True, logging_steps=100,
+                                 use_cpu=not cuda, dataloader_num_workers=0)
+        peak = PeakMemory()
+        train(cfg, args, callbacks=[peak])
+        proc = AutoProcessor.from_pretrained(model_dir)
         batch = VLMCollator(proc, seq_len)([load_rows(cfg, proc)[0][0]])
-        if cuda: batch = {k: v.to(model.device) if hasattr(v, "to") else v for k, v in batch.items()}
-        if cuda and method != "qlora": model.to("cuda")
-        tokens = batch["input_ids"].shape[1]
-        act_bytes = 4 if not cuda else (2 if method != "full" else 4)
-        est = estimate_memory(_meta_model(str(model_dir)), cfg, 1, tokens, _patches(batch["pixel_values"], 14),
-                              checkpointing=method == "qlora", act_bytes=act_bytes)
-        peak = measure_peak_gib(model, batch)
+        est = estimate_memory(_meta_model(str(model_dir)), cfg, 1, batch["input_ids"].shape[1], _patches(batch["pixel_values"], 14),
+                              use_checkpointing(cfg, args), act_bytes=2 if bf16 else 4)
+        e = est["total_gib"] - CUDA_OVERHEAD_GIB
         h, layers, mlp, kv = shapes
-        out.append({"mode": "memory-gpu" if cuda else "memory-cpu", "lm": f"h{h} L{layers} f{mlp} kv{kv}", "method": method,
-                    "tokens": tokens, "params_M": round(est["params"]["total"] / 1e6, 1), "measured_gib": round(peak, 3),
-                    "estimated_gib": round(est["total_gib"] - CUDA_OVERHEAD_GIB, 3),
-                    "ratio": round((est["total_gib"] - CUDA_OVERHEAD_GIB) / peak, 3)})
-        del model
+        out.append({"mode": "memory-gpu" if cuda else "memory-cpu", "lm": f"h{h} L{layers} f{mlp} kv{kv}",
+                    "method": opts["method"] + ("" if opts.get("kbit_upcast", True) else " (no upcast)"),
+                    "compute": "bf16 autocast" if bf16 else "fp32", "tokens": batch["input_ids"].shape[1],
+                    "params_M": round(est["params"]["total"] / 1e6, 1), "measured_gib": round(peak.peak_gib, 3),
+                    "estimated_gib": round(e, 3), "ratio": round(e / peak.peak_gib, 3)})
         if cuda: torch.cuda.empty_cache()
     return out
 
@@ -250,11 +255,12 @@ def main(argv=None):
     p.add_argument("--image_size", type=int, default=336, help="GPU mode: source image side in pixels (LLaVA-1.5 resizes to 336 -> 576 image tokens)")
     p.add_argument("--seq_len", type=int, default=1024)
     p.add_argument("--skip_trl", action="store_true")
+    p.add_argument("--bf16", action="store_true", help="memory mode on CPU: train with bf16 autocast and a bf16 compute dtype, as a GPU run does")
     a = p.parse_args(argv)
     import torch
     rows = []
     if a.mode in ("cpu", "all"): rows += bench_cpu(a.steps)
-    if a.mode in ("memory", "all"): rows += bench_memory(a.seq_len)
+    if a.mode in ("memory", "all"): rows += bench_memory(a.seq_len, a.bf16)
     if a.mode in ("gpu", "all"):
         if torch.cuda.is_available() or a.shapes == "tiny":
             rows += bench_gpu(a.shapes, a.steps, a.image_size, a.seq_len, a.skip_trl)
@@ -263,7 +269,7 @@ def main(argv=None):
     print(f"device: {device}")
     if not rows: return
     print(_table(rows))
-    path = Path(str(RESULTS).format(mode=a.mode))
+    path = Path(str(RESULTS).format(mode=a.mode + ("-bf16" if a.bf16 else "")))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"device": device, "torch": torch.__version__, "rows": rows}, indent=2)); os.replace(tmp, path)

@@ -21,10 +21,10 @@ __all__ = ['log', 'METHODS', 'LOG_FILE', 'LOSS_PLOT', 'CONFIG_FILE', 'ARGS_FILE'
            'CUDA_OVERHEAD_GIB', 'NF4_BYTES', 'PREFLIGHT_REPORT', 'PREFLIGHT_HTML', 'TrainConfig', 'render_with_spans',
            'token_labels', 'image_token_id', 'prepare_record', 'prepare_rows', 'load_image', 'VLMCollator',
            'make_toy_data', 'model_parts', 'lora_targets', 'load_model', 'describe_model', 'JsonlLogger', 'trim_log',
-           'plot_loss', 'normalise_answer', 'exact_match', 'eval_prompts', 'GenerationScorer', 'load_rows', 'train',
-           'MergeConfig', 'probe_inputs', 'merge', 'count_params', 'estimate_memory', 'render_labels', 'to_ansi',
-           'to_html', 'PreflightConfig', 'preflight', 'measure_peak_gib', 'qwen25_vl_7b_config', 'llava15_7b_config',
-           'meta_from_config']
+           'plot_loss', 'normalise_answer', 'exact_match', 'eval_prompts', 'GenerationScorer', 'use_checkpointing',
+           'load_rows', 'train', 'MergeConfig', 'probe_inputs', 'merge', 'count_params', 'estimate_memory',
+           'render_labels', 'to_ansi', 'to_html', 'PreflightConfig', 'preflight', 'PeakMemory', 'qwen25_vl_7b_config',
+           'llava15_7b_config', 'meta_from_config']
 
 # %% ../nbs/03_train.ipynb #6d178bc6
 METHODS = ("qlora", "lora", "full")
@@ -45,6 +45,9 @@ class TrainConfig:
     kbit_upcast: bool = opt(True, "qlora: cast the unquantised weights (embeddings, lm_head, norms) to fp32 like peft's "
                             "prepare_model_for_kbit_training; False keeps them in the compute dtype (less memory for large vocabularies)")
     dtype: str = opt("auto", "compute dtype: auto (bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU), bf16, fp16 or fp32")
+    checkpointing: str = opt("auto", "activation checkpointing (recompute activations in the backward pass: less memory, ~30% "
+                             "more compute): auto (on for qlora, off for lora and full), on or off; TrainingArguments' "
+                             "--activation_checkpointing true also turns it on")
     max_length: int = opt(2048, "longest sequence in tokens, image tokens included; longer samples lose their text tail")
     skip_bad_samples: bool = opt(False, "skip and count records with a missing image, image tokens cut by max_length or "
                                  "no trained token, instead of stopping before training")
@@ -371,6 +374,13 @@ def _resume_path(args) -> str|None:
     if not Path(r).is_dir(): raise ConfigError(f"resume_from_checkpoint: no checkpoint folder at {r!r}")
     return str(r)
 
+def use_checkpointing(cfg:TrainConfig, args=None) -> bool:
+    "Whether this run recomputes activations: `TrainingArguments` asked for it, or `cfg.checkpointing` (auto: qlora)."
+    # TrainingArguments' flags default to False, not None, so they can only turn checkpointing on
+    if args is not None and (getattr(args, "activation_checkpointing", False) or getattr(args, "gradient_checkpointing", False)): return True
+    if cfg.checkpointing not in ("auto", "on", "off"): raise ConfigError(f"checkpointing {cfg.checkpointing!r} is not one of auto, on, off")
+    return cfg.method == "qlora" if cfg.checkpointing == "auto" else cfg.checkpointing == "on"
+
 def _check(cfg:TrainConfig):
     for k in ("model_name_or_path", "data"):
         if not getattr(cfg, k): raise ConfigError(f"train needs --{k}")
@@ -407,7 +417,7 @@ def train(cfg:TrainConfig, args=None, *, score_fn=None, callbacks:list|None=None
     resume = _resume_path(args)
     args.remove_unused_columns, args.label_names = False, ["labels"]
     if cfg.group_by_length: args.train_sampling_strategy = "group_by_length"
-    checkpointing = args.activation_checkpointing if args.activation_checkpointing is not None else cfg.method == "qlora"
+    checkpointing = use_checkpointing(cfg, args)
     args.activation_checkpointing = args.gradient_checkpointing = False  # the model is prepared by load_model
     processor = AutoProcessor.from_pretrained(cfg.model_name_or_path)
     train_ds, skipped = load_rows(cfg, processor)
@@ -591,13 +601,16 @@ def estimate_memory(meta_model, cfg:TrainConfig, batch:int, seq_len:int, patches
         w = n["quantisable"] * NF4_BYTES + frozen_other * (4 if cfg.kbit_upcast else a)
     elif cfg.method == "lora": w = n["total"] * a
     else: w = 0.0
+    # the residual stream stays fp32 when the embeddings are: full fine-tuning, and qlora's fp32 upcast
+    s = 4 if cfg.method == "full" or (cfg.method == "qlora" and cfg.kbit_upcast) else a
     # saved tensors of one decoder layer, counted from measurements (see the table above); a frozen linear keeps no input
     per_layer = T * ((8 if cfg.method == "full" else 5) * h + 2 * hkv + 4 * f) * a
     if cfg.method != "full" and cfg.lora_dropout > 0:  # each LoRA input's dropped-out copy and its bool mask
-        per_layer += T * n["lora_inputs"] / L * (a + 1)
-    act = (L * T * h * a + per_layer) if checkpointing else L * per_layer
-    act += 4 * T * h * a  # outside the layers: embeddings, merged image features, final norm
-    logits = T * V * ((a + 4 + 4) if a < 4 else (4 + 4))  # no fp32 copy for the loss when the logits are fp32 already
+        per_layer += T * n["lora_inputs"] / L * (s + 1)
+    if a < 4: per_layer += T * 6 * h * (4 - a)  # 16-bit: the two RMSNorms keep fp32 copies of their input and output
+    act = (L * T * h * s + per_layer) if checkpointing else L * per_layer
+    act += 4 * T * h * s  # outside the layers: embeddings, merged image features, final norm
+    logits = T * V * ((2 * a + 4 + 4) if a < 4 else (4 + 4))  # no fp32 copy for the loss when the logits are fp32 already
     vis = 0.0
     if v is not None:
         hv = _cfg_get(v, "hidden_size", "embed_dim"); fv = _cfg_get(v, "intermediate_size", default=4 * hv)
@@ -675,7 +688,7 @@ def preflight(cfg:TrainConfig, args=None, opts:PreflightConfig|None=None) -> dic
     seq = max(r["length"] for r in rows)
     if bs > 1 and not cfg.group_by_length: seq = max(seq, sorted(r["length"] for r in rows)[-min(bs, len(rows))])
     gpu_gib, bf16 = GPUS[opts.gpu]
-    checkpointing = args.activation_checkpointing if args.activation_checkpointing is not None else cfg.method == "qlora"
+    checkpointing = use_checkpointing(cfg, args)
     mem = estimate_memory(meta, cfg, bs, seq, bs * per_image, checkpointing, act_bytes=2)
     lengths = sorted(r["full_length"] for r in rows)
     report = {"model": cfg.model_name_or_path, "method": cfg.method, "n_records": len(records), "n_usable": len(rows),
@@ -717,27 +730,25 @@ def _stderr_silenced():
     try: os.dup2(null, 2); yield
     finally: os.dup2(saved, 2); os.close(saved); os.close(null)
 
-def measure_peak_gib(model, batch:dict, steps:int=2) -> float:
-    "Peak tensor memory (GiB) of `steps` AdamW steps of `model` on `batch` (CUDA's allocator peak; on CPU, from the profiler)."
-    import torch
-    from torch.profiler import profile, ProfilerActivity
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
-    model.train()
-    def run():
-        for _ in range(steps):
-            model(**batch).loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
-    if next(model.parameters()).is_cuda:
-        torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats(); run(); torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() / 2**30
-    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
-    with _stderr_silenced(): prof.start()  # the profiler's C++ side prints a line at start and stop
-    try: run()
-    finally:
-        with _stderr_silenced(): prof.stop()
-    live = peak = 0  # allocation (+) and free (-) events in time order: their running sum is the live tensor memory
-    for e in sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"), key=lambda e: e.start_ns()):
-        live += e.nbytes(); peak = max(peak, live)
-    return _tensor_gib(model) + peak / 2**30
+class PeakMemory(TrainerCallback):
+    "Trainer callback: the training loop's peak tensor memory in GiB (`.peak_gib`): CUDA's allocator peak, or on CPU the model's tensors plus the profiler's allocation peak."
+    peak_gib = None
+    def on_train_begin(self, args, state, control, model=None, **kw):
+        import torch
+        from torch.profiler import profile, ProfilerActivity
+        self.cuda = next(model.parameters()).is_cuda
+        if self.cuda: torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats(); return
+        self.base, self.prof = _tensor_gib(model), profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+        with _stderr_silenced(): self.prof.start()  # the profiler's C++ side prints a line at start and stop
+
+    def on_train_end(self, args, state, control, **kw):
+        import torch
+        if self.cuda: torch.cuda.synchronize(); self.peak_gib = torch.cuda.max_memory_allocated() / 2**30; return
+        with _stderr_silenced(): self.prof.stop()
+        live = peak = 0  # allocation (+) and free (-) events in time order: their running sum is the live tensor memory
+        for e in sorted((e for e in self.prof.profiler.kineto_results.events() if e.name() == "[memory]"), key=lambda e: e.start_ns()):
+            live += e.nbytes(); peak = max(peak, live)
+        self.peak_gib = self.base + peak / 2**30
 
 # %% ../nbs/03_train.ipynb #c976278b
 def qwen25_vl_7b_config():
