@@ -12,7 +12,8 @@ GPU mode (runs only when CUDA is available, otherwise it prints that it was skip
 resolution, batch 1, activation checkpointing: peak GPU memory and tokens/s of `vlm_it.train.train`, then TRL's
 SFTTrainer on the same model, data and LoRA settings in the same process. (Qwen2.5-VL-7B shapes are in
 `vlm_it.train.qwen25_vl_7b_config` for the preflight estimate; its processor needs torchvision, which the offline build
-machine lacks.) `--shapes tiny` runs the GPU-mode code path with a tiny LLaVA config (works on CPU) to check the harness itself.
+machine lacks.) `--shapes tiny` runs the GPU-mode code path with a tiny LLaVA config (works on CPU) to check the harness
+itself; `--shapes mid` (LLaVA with a 1024-wide, 8-layer language model, 170M parameters) makes the same comparison on CPU.
 
 Prints a table and writes bench/results/train-MODE.json.
 """
@@ -81,11 +82,11 @@ def bench_cpu(steps: int) -> list[dict]:
 
 
 def _llava_config(shapes):
-    "LLaVA-1.5-7B's config for '7b', a tiny one for 'tiny', or `(hidden, layers, mlp, kv_heads)` of the language model."
+    "LLaVA-1.5-7B's config for '7b'; for 'mid', 'tiny' or `(hidden, layers, mlp, kv_heads)`, a smaller language model."
     from vlm_it.train import llava15_7b_config
     if shapes == "7b": return llava15_7b_config()
     from transformers import LlavaConfig, CLIPVisionConfig, LlamaConfig
-    h, layers, mlp, kv = (64, 2, 128, 4) if shapes == "tiny" else shapes
+    h, layers, mlp, kv = {"tiny": (64, 2, 128, 4), "mid": (1024, 8, 2752, 16)}[shapes] if isinstance(shapes, str) else shapes
     return LlavaConfig(vision_config=CLIPVisionConfig(hidden_size=32 if shapes == "tiny" else 256, intermediate_size=64 if shapes == "tiny" else 1024,
                        num_hidden_layers=2, num_attention_heads=2, image_size=336, patch_size=14, projection_dim=32),
                        text_config=LlamaConfig(hidden_size=h, intermediate_size=mlp, num_hidden_layers=layers,
@@ -179,8 +180,8 @@ def bench_memory(seq_len: int, bf16: bool = False) -> list[dict]:
 def bench_gpu(shapes: str, steps: int, image_size: int, seq_len: int, skip_trl: bool) -> list[dict]:
     import torch
     from transformers import TrainingArguments
-    from vlm_it.train import TrainConfig, train, load_rows, _meta_model, estimate_memory, _patches
     from transformers import AutoProcessor
+    from vlm_it.train import TrainConfig, train, load_rows, VLMCollator, PeakMemory, _meta_model, estimate_memory, _patches
     cuda = torch.cuda.is_available()
     tmp = Path(tempfile.mkdtemp())
     model_dir = build_llava(tmp/"llava", shapes)
@@ -190,22 +191,19 @@ def bench_gpu(shapes: str, steps: int, image_size: int, seq_len: int, skip_trl: 
     proc = AutoProcessor.from_pretrained(model_dir)
     ds, _ = load_rows(cfg, proc)
     tokens = sum(min(r, seq_len) for r in ds["length"][2:steps + 2])
-    est = estimate_memory(_meta_model(str(model_dir)), cfg, 1, seq_len,
-                          _patches(__import__("vlm_it.train", fromlist=["VLMCollator"]).VLMCollator(proc, seq_len)(
-                              [ds[0]])["pixel_values"], 14) + 1, checkpointing=True)
+    est = estimate_memory(_meta_model(str(model_dir)), cfg, 1, seq_len, _patches(VLMCollator(proc, seq_len)([ds[0]])["pixel_values"], 14),
+                          checkpointing=True, act_bytes=2 if cuda else 4)  # qlora checkpoints; CPU computes in fp32
     common = dict(max_steps=steps + 2, per_device_train_batch_size=1, learning_rate=1e-4, logging_steps=1000,
                   save_strategy="no", report_to="none", disable_tqdm=True, dataloader_num_workers=2 if cuda else 0,
                   bf16=cuda and torch.cuda.is_bf16_supported(), fp16=cuda and not torch.cuda.is_bf16_supported(),
                   use_cpu=not cuda, seed=0)
     out = []
-    timer = StepTimer()
-    if cuda: torch.cuda.reset_peak_memory_stats()
-    train(cfg, TrainingArguments(output_dir=str(tmp/"ours"), **common), callbacks=[timer])
+    timer, peak = StepTimer(), PeakMemory()  # on CPU the profiler behind PeakMemory would slow the timed steps
+    train(cfg, TrainingArguments(output_dir=str(tmp/"ours"), **common), callbacks=[timer] + ([peak] if cuda else []))
     t = sum(timer.times[2:])
-    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
     out.append({"mode": "gpu" if cuda else "gpu-path-on-cpu", "model": f"llava-1.5-{shapes}", "trainer": "vlm-it",
-                "image_px": image_size, "seq_len": seq_len, "peak_gib": round(peak, 2),
-                "estimate_gib": round(est["total_gib"] - est["cuda_overhead"], 2), "tokens_per_s": round(tokens / t, 1)})
+                "image_px": image_size, "seq_len": seq_len, "peak_gib": round(peak.peak_gib, 3) if cuda else "-",
+                "estimate_gib": round(est["total_gib"] - est["cuda_overhead"], 3), "tokens_per_s": round(tokens / t, 1)})
     if cuda: torch.cuda.empty_cache()
     if skip_trl: return out
     try: out.append(bench_trl(model_dir, data, cfg, common, steps, tokens, tmp, shapes, image_size, seq_len))
@@ -223,7 +221,7 @@ def bench_trl(model_dir, data, cfg, common, steps, tokens, tmp, shapes, image_si
     from trl import SFTConfig, SFTTrainer
     from transformers import AutoProcessor
     from vlm_it.core import load_records, to_messages
-    from vlm_it.train import load_model, lora_targets, load_image
+    from vlm_it.train import load_model, lora_targets, load_image, PeakMemory
     cuda = torch.cuda.is_available()
     model, proc = load_model(cfg, checkpointing=True)
     base = model.unload() if hasattr(model, "unload") else model  # TRL adds LoRA itself
@@ -235,23 +233,22 @@ def bench_trl(model_dir, data, cfg, common, steps, tokens, tmp, shapes, image_si
     ds = Dataset.from_list(rows)
     args = SFTConfig(output_dir=str(tmp/"trl"), max_length=seq_len, gradient_checkpointing=True,
                      gradient_checkpointing_kwargs={"use_reentrant": False}, assistant_only_loss=False, **common)
-    timer = StepTimer()
-    if cuda: torch.cuda.reset_peak_memory_stats()
-    trainer = SFTTrainer(model=base, args=args, train_dataset=ds, processing_class=proc, callbacks=[timer],
+    timer, peak = StepTimer(), PeakMemory()
+    trainer = SFTTrainer(model=base, args=args, train_dataset=ds, processing_class=proc, callbacks=[timer] + ([peak] if cuda else []),
                          peft_config=LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                                                 target_modules=target))
     trainer.train()
     t = sum(timer.times[2:])
-    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
     return {"mode": "gpu" if cuda else "gpu-path-on-cpu", "model": f"llava-1.5-{shapes}", "trainer": "trl-sft",
-            "image_px": image_size, "seq_len": seq_len, "peak_gib": round(peak, 2), "tokens_per_s": round(tokens / t, 1)}
+            "image_px": image_size, "seq_len": seq_len, "peak_gib": round(peak.peak_gib, 3) if cuda else "-", "tokens_per_s": round(tokens / t, 1)}
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mode", choices=["cpu", "memory", "gpu", "all"], default="all")
     p.add_argument("--steps", type=int, default=10, help="timed steps per run (after 2 warm-up steps)")
-    p.add_argument("--shapes", choices=["7b", "tiny"], default="7b", help="GPU mode: LLaVA-1.5-7B shapes, or tiny ones to test the harness")
+    p.add_argument("--shapes", choices=["7b", "mid", "tiny"], default="7b",
+                   help="GPU mode: LLaVA-1.5-7B shapes; mid (a 170M-parameter LLaVA) or tiny to run the comparison on CPU")
     p.add_argument("--image_size", type=int, default=336, help="GPU mode: source image side in pixels (LLaVA-1.5 resizes to 336 -> 576 image tokens)")
     p.add_argument("--seq_len", type=int, default=1024)
     p.add_argument("--skip_trl", action="store_true")
@@ -262,9 +259,9 @@ def main(argv=None):
     if a.mode in ("cpu", "all"): rows += bench_cpu(a.steps)
     if a.mode in ("memory", "all"): rows += bench_memory(a.seq_len, a.bf16)
     if a.mode in ("gpu", "all"):
-        if torch.cuda.is_available() or a.shapes == "tiny":
+        if torch.cuda.is_available() or a.shapes != "7b":
             rows += bench_gpu(a.shapes, a.steps, a.image_size, a.seq_len, a.skip_trl)
-        else: print("GPU mode skipped: CUDA is not available (use --shapes tiny to run its code path on CPU).")
+        else: print("GPU mode skipped: CUDA is not available (use --shapes tiny or mid to run its code path on CPU).")
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
     print(f"device: {device}")
     if not rows: return
