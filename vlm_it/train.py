@@ -512,6 +512,7 @@ def merge(cfg:MergeConfig) -> Path:
     if not (adapter/"adapter_config.json").exists():
         raise ConfigError(f"{str(adapter)!r} has no adapter_config.json (a `full` run's output is already a complete model)")
     base = cfg.base or adapter_base(adapter)
+    if not base: raise ConfigError(f"{str(adapter)!r}/adapter_config.json names no base model: pass --base")
     dtype = "auto" if cfg.dtype == "auto" else torch_dtype(cfg.dtype)
     processor = AutoProcessor.from_pretrained(adapter if (adapter/"processor_config.json").exists() else base)
     model, dequantized = _load_base(base, dtype, adapter, cfg.dequantize)
