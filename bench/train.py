@@ -1,4 +1,4 @@
-"""Benchmark of the train stage: `python bench/train.py [--mode cpu|gpu|all] [--steps N]`.
+"""Benchmark of the train stage: `python bench/train.py [--mode cpu|memory|gpu|lengths|all] [--steps N]`.
 
 CPU mode (always runs): the tiny offline VLM (vlm_it.tiny), steps/s per method (full, lora, qlora) through `train()`,
 and the collator's cost per batch against the whole training step.
@@ -14,6 +14,10 @@ SFTTrainer on the same model, data and LoRA settings in the same process. (Qwen2
 `vlm_it.train.qwen25_vl_7b_config` for the preflight estimate; its processor needs torchvision, which the offline build
 machine lacks.) `--shapes tiny` runs the GPU-mode code path with a tiny LLaVA config (works on CPU) to check the harness
 itself; `--shapes mid` (LLaVA with a 1024-wide, 8-layer language model, 170M parameters) makes the same comparison on CPU.
+
+Lengths mode (`--mode lengths`, CPU with `--shapes mid` or GPU): 24 samples of varied length, batch 4, one epoch:
+tokens/s of this stage without and with `group_by_length`, and of TRL's SFTTrainer, which pads each batch to its
+longest sample.
 
 Prints a table and writes bench/results/train-MODE.json.
 """
@@ -123,8 +127,8 @@ def build_llava(folder: Path, shapes) -> Path:
     return folder
 
 
-def long_data(folder: Path, n: int, image_size: int, answer_words: int) -> Path:
-    "Records whose answer is long enough to fill the sequence; noise images of `image_size` pixels."
+def long_data(folder: Path, n: int, image_size: int, answer_words) -> Path:
+    "Records with answers of `answer_words` words (one number, or one per record); noise images of `image_size` pixels."
     import numpy as np
     from PIL import Image
     from vlm_it.core import make_record, turns, save_records
@@ -133,7 +137,8 @@ def long_data(folder: Path, n: int, image_size: int, answer_words: int) -> Path:
     rng, words, recs = np.random.default_rng(0), " ".join(default_corpus()).split(), []
     for i in range(n):
         Image.fromarray(rng.integers(0, 256, (image_size, image_size, 3), dtype=np.uint8)).save(folder/f"images/{i}.png")
-        answer = " ".join(words[j % len(words)] for j in range(i * 7, i * 7 + answer_words))
+        k = answer_words[i] if isinstance(answer_words, list) else answer_words
+        answer = " ".join(words[j % len(words)] for j in range(i * 7, i * 7 + k))
         recs.append(make_record(f"long-{i}", f"images/{i}.png", turns("Describe the image in detail.", answer)))
     return save_records(recs, folder/"annotations.json")
 
@@ -213,8 +218,8 @@ def bench_gpu(shapes: str, steps: int, image_size: int, seq_len: int, skip_trl: 
     return out
 
 
-def bench_trl(model_dir, data, cfg, common, steps, tokens, tmp, shapes, image_size, seq_len) -> dict:
-    "TRL SFTTrainer on the same model, data, LoRA targets and quantisation."
+def bench_trl(model_dir, data, cfg, common, steps, tokens, tmp, shapes, image_size, seq_len, warmup: int = 2) -> dict:
+    "TRL SFTTrainer on the same model, data, LoRA targets and quantisation; `tokens` over the steps after `warmup`."
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -238,14 +243,44 @@ def bench_trl(model_dir, data, cfg, common, steps, tokens, tmp, shapes, image_si
                          peft_config=LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                                                 target_modules=target))
     trainer.train()
-    t = sum(timer.times[2:])
+    t = sum(timer.times[warmup:])
     return {"mode": "gpu" if cuda else "gpu-path-on-cpu", "model": f"llava-1.5-{shapes}", "trainer": "trl-sft",
             "image_px": image_size, "seq_len": seq_len, "peak_gib": round(peak.peak_gib, 3) if cuda else "-", "tokens_per_s": round(tokens / t, 1)}
 
 
+def bench_lengths(shapes, seq_len: int, n: int = 24, batch: int = 4) -> list[dict]:
+    """Samples of varied length, batch 4, one epoch: this stage without and with length grouping, and TRL's SFTTrainer
+    (which pads each batch to its longest sample); tokens/s over every sample's tokens and every step."""
+    import numpy as np, torch
+    from transformers import AutoProcessor, TrainingArguments
+    from vlm_it.train import TrainConfig, train, load_rows
+    cuda, tmp, out = torch.cuda.is_available(), Path(tempfile.mkdtemp()), []
+    model_dir = build_llava(tmp/"llava", shapes)
+    words = np.random.default_rng(1).integers(32, int(seq_len * 0.7), n).tolist()
+    data = long_data(tmp/"data", n=n, image_size=336, answer_words=words)
+    common = dict(num_train_epochs=1, per_device_train_batch_size=batch, learning_rate=1e-4, logging_steps=1000,
+                  save_strategy="no", report_to="none", disable_tqdm=True, dataloader_num_workers=2 if cuda else 0,
+                  bf16=cuda and torch.cuda.is_bf16_supported(), fp16=cuda and not torch.cuda.is_bf16_supported(),
+                  use_cpu=not cuda, seed=0)
+    row = {"mode": "lengths-gpu" if cuda else "lengths-cpu", "model": f"llava-1.5-{shapes}", "batch": batch, "samples": n}
+    for grouped in (False, True):
+        cfg = TrainConfig(model_name_or_path=str(model_dir), data=str(data), method="qlora", max_length=seq_len,
+                          kbit_upcast=False, group_by_length=grouped)
+        ds, _ = load_rows(cfg, AutoProcessor.from_pretrained(model_dir))
+        tokens, timer = sum(ds["length"]), StepTimer()
+        train(cfg, TrainingArguments(output_dir=str(tmp/f"ours-{grouped}"), **common), callbacks=[timer])
+        out.append({**row, "trainer": "vlm-it" + (" group_by_length" if grouped else ""), "tokens": tokens,
+                    "seconds": round(sum(timer.times), 1), "tokens_per_s": round(tokens / sum(timer.times), 1)})
+    cfg.group_by_length = False
+    trl = bench_trl(model_dir, data, cfg, common, None, tokens, tmp, shapes, 336, seq_len, warmup=0)
+    out.append({**row, "trainer": "trl-sft", "tokens": tokens, "tokens_per_s": trl["tokens_per_s"],
+                "seconds": round(tokens / trl["tokens_per_s"], 1)})
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--mode", choices=["cpu", "memory", "gpu", "all"], default="all")
+    p.add_argument("--mode", choices=["cpu", "memory", "gpu", "lengths", "all"], default="all")
     p.add_argument("--steps", type=int, default=10, help="timed steps per run (after 2 warm-up steps)")
     p.add_argument("--shapes", choices=["7b", "mid", "tiny"], default="7b",
                    help="GPU mode: LLaVA-1.5-7B shapes; mid (a 170M-parameter LLaVA) or tiny to run the comparison on CPU")
@@ -258,6 +293,9 @@ def main(argv=None):
     rows = []
     if a.mode in ("cpu", "all"): rows += bench_cpu(a.steps)
     if a.mode in ("memory", "all"): rows += bench_memory(a.seq_len, a.bf16)
+    if a.mode == "lengths":
+        if torch.cuda.is_available() or a.shapes != "7b": rows += bench_lengths(a.shapes, a.seq_len)
+        else: print("lengths mode with 7B shapes needs CUDA (use --shapes mid on CPU).")
     if a.mode in ("gpu", "all"):
         if torch.cuda.is_available() or a.shapes != "7b":
             rows += bench_gpu(a.shapes, a.steps, a.image_size, a.seq_len, a.skip_trl)
