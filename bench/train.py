@@ -5,7 +5,7 @@ and the collator's cost per batch against the whole training step.
 
 Memory mode (CPU or GPU): LLaVA-shaped models of a few widths and depths with random weights, 2 steps of `train` on
 ~1,000-token samples per method; the measured peak of tensor memory (`vlm_it.train.PeakMemory`) against the preflight
-estimate (`estimate_memory`, without the CUDA context). `--bf16` trains with bf16 autocast on CPU, as a GPU run does.
+estimate (`estimate_run`, without the CUDA context). `--bf16` trains with bf16 autocast on CPU, as a GPU run does.
 
 GPU mode (runs only when CUDA is available, otherwise it prints that it was skipped): a LLaVA-1.5-7B-shaped model
 (CLIP ViT-L/336 + Vicuna-7B: 576 image tokens per 336 px image) with random weights (memory and speed do not depend on the weights), QLoRA, 1024 tokens per sample at a stated image
@@ -150,11 +150,10 @@ MEMORY_CASES = [  # (hidden, layers, mlp, kv_heads) of the language model, Train
 
 
 def bench_memory(seq_len: int, bf16: bool = False) -> list[dict]:
-    "Peak tensor memory of 2 steps of `train` (PeakMemory callback) against `estimate_memory`, per case."
+    "Peak tensor memory of 2 steps of `train` (PeakMemory callback) against `estimate_run`, per case."
     import torch
     from transformers import AutoProcessor, TrainingArguments
-    from vlm_it.train import (TrainConfig, train, load_rows, VLMCollator, estimate_memory, PeakMemory, use_checkpointing,
-                              _meta_model, _patches, CUDA_OVERHEAD_GIB)
+    from vlm_it.train import TrainConfig, train, load_rows, VLMCollator, estimate_run, PeakMemory, CUDA_OVERHEAD_GIB
     cuda, tmp, out = torch.cuda.is_available(), Path(tempfile.mkdtemp()), []
     bf16 = bf16 or cuda  # a GPU run trains with bf16 autocast
     data = long_data(tmp/"data", n=4, image_size=336, answer_words=seq_len)
@@ -168,14 +167,12 @@ def bench_memory(seq_len: int, bf16: bool = False) -> list[dict]:
         peak = PeakMemory()
         train(cfg, args, callbacks=[peak])
         proc = AutoProcessor.from_pretrained(model_dir)
-        batch = VLMCollator(proc, seq_len)([load_rows(cfg, proc)[0][0]])
-        est = estimate_memory(_meta_model(str(model_dir)), cfg, 1, batch["input_ids"].shape[1], _patches(batch["pixel_values"], 14),
-                              use_checkpointing(cfg, args), act_bytes=2 if bf16 else 4)
+        est = estimate_run(cfg, args, load_rows(cfg, proc)[0], VLMCollator(proc, seq_len), act_bytes=2 if bf16 else 4)
         e = est["total_gib"] - CUDA_OVERHEAD_GIB
         h, layers, mlp, kv = shapes
         out.append({"mode": "memory-gpu" if cuda else "memory-cpu", "lm": f"h{h} L{layers} f{mlp} kv{kv}",
                     "method": opts["method"] + ("" if opts.get("kbit_upcast", True) else " (no upcast)"),
-                    "compute": "bf16 autocast" if bf16 else "fp32", "tokens": batch["input_ids"].shape[1],
+                    "compute": "bf16 autocast" if bf16 else "fp32", "tokens": est["tokens"],
                     "params_M": round(est["params"]["total"] / 1e6, 1), "measured_gib": round(peak.peak_gib, 3),
                     "estimated_gib": round(e, 3), "ratio": round(e / peak.peak_gib, 3)})
         if cuda: torch.cuda.empty_cache()
@@ -184,9 +181,8 @@ def bench_memory(seq_len: int, bf16: bool = False) -> list[dict]:
 
 def bench_gpu(shapes: str, steps: int, image_size: int, seq_len: int, skip_trl: bool) -> list[dict]:
     import torch
-    from transformers import TrainingArguments
-    from transformers import AutoProcessor
-    from vlm_it.train import TrainConfig, train, load_rows, VLMCollator, PeakMemory, _meta_model, estimate_memory, _patches
+    from transformers import AutoProcessor, TrainingArguments
+    from vlm_it.train import TrainConfig, train, load_rows, VLMCollator, PeakMemory, estimate_run
     cuda = torch.cuda.is_available()
     tmp = Path(tempfile.mkdtemp())
     model_dir = build_llava(tmp/"llava", shapes)
@@ -196,12 +192,12 @@ def bench_gpu(shapes: str, steps: int, image_size: int, seq_len: int, skip_trl: 
     proc = AutoProcessor.from_pretrained(model_dir)
     ds, _ = load_rows(cfg, proc)
     tokens = sum(min(r, seq_len) for r in ds["length"][2:steps + 2])
-    est = estimate_memory(_meta_model(str(model_dir)), cfg, 1, seq_len, _patches(VLMCollator(proc, seq_len)([ds[0]])["pixel_values"], 14),
-                          checkpointing=True, act_bytes=2 if cuda else 4)  # qlora checkpoints; CPU computes in fp32
     common = dict(max_steps=steps + 2, per_device_train_batch_size=1, learning_rate=1e-4, logging_steps=1000,
                   save_strategy="no", report_to="none", disable_tqdm=True, dataloader_num_workers=2 if cuda else 0,
                   bf16=cuda and torch.cuda.is_bf16_supported(), fp16=cuda and not torch.cuda.is_bf16_supported(),
                   use_cpu=not cuda, seed=0)
+    est = estimate_run(cfg, TrainingArguments(output_dir=str(tmp/"ours"), **common), ds, VLMCollator(proc, seq_len),
+                       act_bytes=2 if cuda else 4)  # CPU computes in fp32
     out = []
     timer, peak = StepTimer(), PeakMemory()  # on CPU the profiler behind PeakMemory would slow the timed steps
     train(cfg, TrainingArguments(output_dir=str(tmp/"ours"), **common), callbacks=[timer] + ([peak] if cuda else []))

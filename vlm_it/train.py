@@ -23,8 +23,8 @@ __all__ = ['log', 'METHODS', 'LOG_FILE', 'LOSS_PLOT', 'CONFIG_FILE', 'ARGS_FILE'
            'make_toy_data', 'model_parts', 'lora_targets', 'load_model', 'describe_model', 'JsonlLogger', 'trim_log',
            'plot_loss', 'normalise_answer', 'exact_match', 'eval_prompts', 'GenerationScorer', 'use_checkpointing',
            'load_rows', 'train', 'MergeConfig', 'probe_inputs', 'merge', 'count_params', 'estimate_memory',
-           'render_labels', 'to_ansi', 'to_html', 'PreflightConfig', 'preflight', 'PeakMemory', 'qwen25_vl_7b_config',
-           'llava15_7b_config', 'meta_from_config']
+           'render_labels', 'to_ansi', 'to_html', 'PreflightConfig', 'estimate_run', 'preflight', 'PeakMemory',
+           'qwen25_vl_7b_config', 'llava15_7b_config', 'meta_from_config']
 
 # %% ../nbs/03_train.ipynb #6d178bc6
 METHODS = ("qlora", "lora", "full")
@@ -663,6 +663,15 @@ def _patches(pixel_values, patch:int) -> int:
     if pixel_values is None: return 0
     return int(pixel_values.shape[0]) if pixel_values.ndim == 2 else int(pixel_values.numel() // (3 * patch * patch))
 
+def estimate_run(cfg:TrainConfig, args, rows, collate, act_bytes:int=2) -> dict:
+    "`estimate_memory` for training on `rows` with `args`: batch, longest sample, image patches and checkpointing as the run will have them."
+    meta = _meta_model(cfg.model_name_or_path)
+    vcfg = getattr(meta.config, "vision_config", None)
+    per_image = _patches(collate([rows[0]]).get("pixel_values"), _cfg_get(vcfg, "patch_size", default=14) if vcfg else 14)
+    bs, seq, checkpointing = args.per_device_train_batch_size, max(r["length"] for r in rows), use_checkpointing(cfg, args)
+    mem = estimate_memory(meta, cfg, bs, seq, bs * per_image, checkpointing, act_bytes=act_bytes)
+    return {**mem, "seq_len": seq, "activation_checkpointing": checkpointing}
+
 def preflight(cfg:TrainConfig, args=None, opts:PreflightConfig|None=None) -> dict:
     "Check data, labels and lengths, render samples, and estimate peak GPU memory for `opts.gpu`; returns the report."
     from transformers import AutoProcessor, TrainingArguments
@@ -682,22 +691,16 @@ def preflight(cfg:TrainConfig, args=None, opts:PreflightConfig|None=None) -> dic
     for r, p in zip(rows, pieces): print(f"--- {r['id']} ---\n{to_ansi(p)}")
     html_path = Path(opts.html) if opts.html else Path(args.output_dir)/PREFLIGHT_HTML
     with atomic_write(html_path) as f: f.write("\n".join(to_html(p, r["id"]) for r, p in zip(rows, pieces)))
-    meta = _meta_model(cfg.model_name_or_path)
-    vcfg = getattr(meta.config, "vision_config", None)
-    per_image = _patches(collate(rows[:1]).get("pixel_values"), _cfg_get(vcfg, "patch_size", default=14) if vcfg else 14)
-    bs = args.per_device_train_batch_size
-    seq = max(r["length"] for r in rows)
-    if bs > 1 and not cfg.group_by_length: seq = max(seq, sorted(r["length"] for r in rows)[-min(bs, len(rows))])
+    mem = estimate_run(cfg, args, rows, collate)
     gpu_gib, bf16 = GPUS[opts.gpu]
-    checkpointing = use_checkpointing(cfg, args)
-    mem = estimate_memory(meta, cfg, bs, seq, bs * per_image, checkpointing, act_bytes=2)
     lengths = sorted(r["full_length"] for r in rows)
     report = {"model": cfg.model_name_or_path, "method": cfg.method, "n_records": len(records), "n_usable": len(rows),
               "problems": bad, "truncated": [r["id"] for r in rows if r["full_length"] > cfg.max_length],
               "max_length": cfg.max_length, "tokens": {"min": lengths[0], "median": lengths[len(lengths) // 2], "max": lengths[-1]},
               "trained_tokens_min": min(r["n_trained"] for r in rows), "masks_ok": trained_ok,
-              "gpu": opts.gpu, "gpu_gib": gpu_gib, "compute_dtype": "bf16" if bf16 else "fp16", "batch": bs,
-              "seq_len": seq, "activation_checkpointing": checkpointing, "memory": mem,
+              "gpu": opts.gpu, "gpu_gib": gpu_gib, "compute_dtype": "bf16" if bf16 else "fp16",
+              "batch": args.per_device_train_batch_size,
+              "seq_len": mem["seq_len"], "activation_checkpointing": mem["activation_checkpointing"], "memory": mem,
               "fits": mem["total_gib"] <= gpu_gib, "html": str(html_path)}
     report["ok"] = report["fits"] and trained_ok and not bad
     write_json(report, Path(args.output_dir)/PREFLIGHT_REPORT)
