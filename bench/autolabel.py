@@ -12,7 +12,7 @@ import argparse, contextlib, json, multiprocessing as mp, os, platform, tempfile
 from pathlib import Path
 
 os.environ.setdefault("VLM_IT_QUIET", "1")
-from vlm_it.autolabel import run_chat_requests
+from vlm_it.client import run_chat_requests
 from vlm_it.mock_server import mock_openai_server
 
 

@@ -18,9 +18,11 @@ os.environ.setdefault("VLM_IT_QUIET", "1")
 import torch
 from PIL import Image
 from vlm_it.core import make_record, turns
-from vlm_it.tiny import make_tiny_model, COLOURS, SHAPES, COCO_CATEGORIES
-from vlm_it.evaluate import (make_items, load_vlm, generate_answers, caption_scores, vqa_accuracy, vqa_answers_from_reference,
-                             bootstrap_ci, bleu_statistic, meteor_scorer)
+from vlm_it.tiny import make_tiny_model, SHAPES
+from vlm_it.core import COLOURS, COCO_CATEGORIES
+from vlm_it.evaluate import make_items
+from vlm_it.models import load_vlm, generate_answers
+from vlm_it.metrics import caption_scores, vqa_accuracy, vqa_answers_from_reference, bootstrap_ci, bleu_statistic, meteor_scorer
 
 
 def bench_generation(n_items:int, batch_size:int, max_new_tokens:int) -> dict:

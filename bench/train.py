@@ -56,7 +56,9 @@ def bench_cpu(steps: int) -> list[dict]:
     from transformers import TrainingArguments, AutoProcessor
     from vlm_it.tiny import make_tiny_model
     from vlm_it.core import load_records
-    from vlm_it.train import TrainConfig, train, make_toy_data, prepare_rows, VLMCollator
+    from vlm_it.train import TrainConfig, train
+    from vlm_it.tiny import make_toy_data
+    from vlm_it.data import prepare_rows, VLMCollator
     tmp = Path(tempfile.mkdtemp())
     model_dir = make_tiny_model(tmp/"tiny", arch="llava")
     data = make_toy_data(tmp/"data", n=32)
@@ -87,7 +89,7 @@ def bench_cpu(steps: int) -> list[dict]:
 
 def _llava_config(shapes):
     "LLaVA-1.5-7B's config for '7b'; for 'mid', 'tiny' or `(hidden, layers, mlp, kv_heads)`, a smaller language model."
-    from vlm_it.train import llava15_7b_config
+    from vlm_it.tiny import llava15_7b_config
     if shapes == "7b": return llava15_7b_config()
     from transformers import LlavaConfig, CLIPVisionConfig, LlamaConfig
     h, layers, mlp, kv = {"tiny": (64, 2, 128, 4), "mid": (1024, 8, 2752, 16)}[shapes] if isinstance(shapes, str) else shapes
@@ -153,7 +155,9 @@ def bench_memory(seq_len: int, bf16: bool = False) -> list[dict]:
     "Peak tensor memory of 2 steps of `train` (PeakMemory callback) against `estimate_run`, per case."
     import torch
     from transformers import AutoProcessor, TrainingArguments
-    from vlm_it.train import TrainConfig, train, load_rows, VLMCollator, estimate_run, PeakMemory, CUDA_OVERHEAD_GIB
+    from vlm_it.train import TrainConfig, train, load_rows, PeakMemory
+    from vlm_it.data import VLMCollator
+    from vlm_it.preflight import estimate_run, CUDA_OVERHEAD_GIB
     cuda, tmp, out = torch.cuda.is_available(), Path(tempfile.mkdtemp()), []
     bf16 = bf16 or cuda  # a GPU run trains with bf16 autocast
     data = long_data(tmp/"data", n=4, image_size=336, answer_words=seq_len)
@@ -182,7 +186,9 @@ def bench_memory(seq_len: int, bf16: bool = False) -> list[dict]:
 def bench_gpu(shapes: str, steps: int, image_size: int, seq_len: int, skip_trl: bool) -> list[dict]:
     import torch
     from transformers import AutoProcessor, TrainingArguments
-    from vlm_it.train import TrainConfig, train, load_rows, VLMCollator, PeakMemory, estimate_run
+    from vlm_it.train import TrainConfig, train, load_rows, PeakMemory
+    from vlm_it.data import VLMCollator
+    from vlm_it.preflight import estimate_run
     cuda = torch.cuda.is_available()
     tmp = Path(tempfile.mkdtemp())
     model_dir = build_llava(tmp/"llava", shapes)
@@ -222,7 +228,9 @@ def bench_trl(model_dir, data, cfg, common, steps, tokens, tmp, shapes, image_si
     from trl import SFTConfig, SFTTrainer
     from transformers import AutoProcessor
     from vlm_it.core import load_records, to_messages
-    from vlm_it.train import load_model, lora_targets, load_image, PeakMemory
+    from vlm_it.models import load_model, lora_targets
+    from vlm_it.core import load_image
+    from vlm_it.train import PeakMemory
     cuda = torch.cuda.is_available()
     model, proc = load_model(cfg, checkpointing=True)
     base = model.unload() if hasattr(model, "unload") else model  # TRL adds LoRA itself

@@ -6,280 +6,28 @@ Docs: https://vlm-it.github.io/vlm-it/autolabel.html.md"""
 
 # %% ../nbs/01_autolabel.ipynb #d712326c
 from __future__ import annotations
-import asyncio, base64, concurrent.futures, contextlib, functools, io, json, math, os, re, time
+import base64, contextlib, functools, io, json, re, time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
-from urllib.parse import urlparse
 
-from .core import (get_logger, progress, opt, read_jsonl, append_jsonl, write_json, write_jsonl, read_json, read_yaml,
-                         save_config, make_record, turns, validate_record, stable_id, resolve_image, ConfigError,
-                         METADATA_FILE, ANNOTATIONS_FILE, IMAGE_TOKEN)
+from .core import (ANNOTATIONS_FILE, ConfigError, IMAGE_TOKEN, METADATA_FILE, append_jsonl, make_record, opt,
+    progress, read_json, read_jsonl, read_yaml, resolve_image, save_config, stable_id, turns, validate_record,
+    write_json, write_jsonl)
+from .client import (BATCH_DISCOUNT, _api_key, _ledger_index, _result, check_answer, error_kind,
+    estimate_prompt_tokens, model_prices, run_chat_requests, token_cost)
+from .core import get_logger
 
 log = get_logger("autolabel")
 
 # %% auto #0
-__all__ = ['log', 'DEFAULT_IMAGE_TOKENS', 'COMMON_RULES', 'TASKS', 'DESCRIBE_QUESTIONS', 'SHORT_ANSWER', 'COLOUR_WORDS',
-           'TEMPLATE_TASKS', 'TEMPLATE_VERSION', 'PRICES', 'BATCH_DISCOUNT', 'TokenBucket', 'estimate_prompt_tokens',
-           'token_cost', 'Budget', 'check_answer', 'error_kind', 'run_chat_requests', 'response_schema', 'load_tasks',
-           'parse_tasks', 'symbolic_context', 'context_block', 'image_data_url', 'task_messages', 'prompt_hash',
-           'parse_answer', 'answer_record', 'plural', 'article', 'colour_name', 'caption_colour', 'box_colour',
-           'template_facts', 'template_description', 'template_records', 'model_prices', 'AutolabelConfig',
-           'rebuild_annotations', 'estimate_run', 'autolabel']
+__all__ = ['log', 'COMMON_RULES', 'TASKS', 'DESCRIBE_QUESTIONS', 'SHORT_ANSWER', 'COLOUR_WORDS', 'TEMPLATE_TASKS',
+           'TEMPLATE_VERSION', 'response_schema', 'load_tasks', 'parse_tasks', 'symbolic_context', 'context_block',
+           'image_data_url', 'task_messages', 'prompt_hash', 'parse_answer', 'answer_record', 'plural', 'article',
+           'colour_name', 'caption_colour', 'box_colour', 'template_facts', 'template_description', 'template_records',
+           'AutolabelConfig', 'rebuild_annotations', 'estimate_cost', 'autolabel']
 
-# %% ../nbs/01_autolabel.ipynb #87b8db28
-class TokenBucket:
-    "A `per_minute` token bucket for asyncio tasks; `pause(s)` holds every caller for `s` seconds (a server's Retry-After)."
-    def __init__(self, per_minute:float|None=None, burst_seconds:float=1.0):
-        self.rate = per_minute / 60 if per_minute else None
-        self.capacity = max(1.0, self.rate * burst_seconds) if self.rate else math.inf
-        self.level, self.stamp, self.paused_until = self.capacity, time.monotonic(), 0.0
-
-    def pause(self, seconds:float):
-        self.paused_until = max(self.paused_until, time.monotonic() + seconds)
-
-    async def take(self, n:float=1.0):
-        "Wait until `n` units are available (or the bucket is full), then spend them."
-        while True:
-            now = time.monotonic()
-            if now < self.paused_until: await asyncio.sleep(self.paused_until - now); continue
-            if self.rate is None: return
-            self.level, self.stamp = min(self.capacity, self.level + (now - self.stamp) * self.rate), now
-            need = min(n, self.capacity)
-            if self.level >= need: self.level -= n; return
-            await asyncio.sleep((need - self.level) / self.rate)
-
-@functools.lru_cache(1)
-def _ssl_context():
-    "The client library's default TLS context, built once per process (building one reads the CA store, a quarter of a second)."
-    import httpx2
-    return httpx2.create_ssl_context()
-
-def _run_in_own_loop(coro_fn:Callable):
-    "Run `coro_fn()` to completion, in a worker thread with its own loop if this thread already runs one (Jupyter)."
-    try: asyncio.get_running_loop()
-    except RuntimeError: return asyncio.run(coro_fn())
-    box = {}
-    async def main():
-        box["loop"], box["task"] = asyncio.get_running_loop(), asyncio.current_task()
-        return await coro_fn()
-    with concurrent.futures.ThreadPoolExecutor(1) as ex:
-        fut = ex.submit(asyncio.run, main())
-        try: return fut.result()
-        except BaseException:   # Jupyter's interrupt lands here, not in the worker: cancel the run there too
-            if "task" in box:
-                with contextlib.suppress(RuntimeError): box["loop"].call_soon_threadsafe(box["task"].cancel)   # unless it just ended
-            raise
-
-# %% ../nbs/01_autolabel.ipynb #87fecf0a
-DEFAULT_IMAGE_TOKENS = {"low": 85, "high": 765, "auto": 765}
-
-def estimate_prompt_tokens(messages:list[dict], image_tokens:dict|None=None) -> int:
-    "An upper-bound guess of a prompt's tokens: 3 characters per token, 4 per message, images by their `detail`."
-    image_tokens = {**DEFAULT_IMAGE_TOKENS, **(image_tokens or {})}
-    n = 0
-    for m in messages:
-        c = m.get("content")
-        for p in ([{"type": "text", "text": c}] if isinstance(c, str) else (c or [])):
-            if p.get("type") == "text": n += math.ceil(len(p.get("text", "")) / 3)
-            elif p.get("type") == "image_url": n += image_tokens.get((p["image_url"].get("detail") or "auto"), image_tokens["auto"])
-        n += 4
-    return n
-
-def token_cost(prompt_tokens:int, completion_tokens:int, prices:dict|None) -> float:
-    "USD cost of a request's tokens under `prices` (USD per million `input` / `output` tokens); 0 without prices."
-    if not prices: return 0.0
-    return (prompt_tokens * prices.get("input", 0) + completion_tokens * prices.get("output", 0)) / 1e6
-
-class Budget:
-    "Money spent and reserved by the requests in flight; refuses a reservation that could pass `max_cost`."
-    def __init__(self, max_cost:float|None): self.max_cost, self.spent, self.reserved, self.exhausted = max_cost, 0.0, 0.0, False
-    def reserve(self, amount:float) -> bool:
-        if self.max_cost is not None and (self.exhausted or self.spent + self.reserved + amount > self.max_cost):
-            self.exhausted = True; return False
-        self.reserved += amount; return True
-    def settle(self, reserved:float, actual:float): self.reserved -= reserved; self.spent += actual
-
-# %% ../nbs/01_autolabel.ipynb #80d60445
-_REFUSAL = re.compile(r"^\s*(i'?m sorry|i am sorry|sorry)?[, ]*(but )?i (can(?:'|no)?t|cannot|am unable to|won'?t) "
-                      r"(help|assist|comply|provide|do that|fulfil)", re.I)
-
-def check_answer(text:str|None, finish_reason:str|None, refusal:str|None=None, parse:Callable|None=None) -> tuple[Any, str|None]:
-    "`(parsed, None)` for a usable answer, else `(None, reason)`; reasons: empty, refusal, length, content_filter, unparseable."
-    if refusal: return None, f"refusal: {refusal[:200]}"
-    if finish_reason == "length": return None, "length: answer truncated at max_tokens"
-    if finish_reason == "content_filter": return None, "content_filter: answer blocked by the endpoint"
-    if not text or not text.strip(): return None, "empty: no text in the answer"
-    if _REFUSAL.match(text): return None, f"refusal: {text.strip()[:200]}"
-    if parse is None: return text, None
-    try: return parse(text), None
-    except Exception as e: return None, f"unparseable: {type(e).__name__}: {str(e)[:200]}"
-
-def error_kind(error:str|None) -> str|None:
-    "The short reason of an error string (`'http_429: ...'` -> `'http_429'`)."
-    return None if error is None else error.split(":", 1)[0]
-
-# %% ../nbs/01_autolabel.ipynb #1bc66ae3
-def _api_key(api_key_env:str, base_url:str) -> str:
-    key = os.environ.get(api_key_env)
-    if key: return key
-    if (urlparse(base_url).hostname or "") in ("127.0.0.1", "localhost", "::1"): return "no-key-needed"
-    raise ConfigError(f"environment variable {api_key_env!r} is not set: export it with your API key "
-                      f"(any value for a server without authentication), or name another one with api_key_env")
-
-def _scrub(text:str, key:str) -> str:
-    "Remove `key` (and OpenAI-style masked keys) from `text`."
-    if key: text = text.replace(key, "***")
-    return re.sub(r"\bsk-[A-Za-z0-9_\-*]{4,}", "sk-***", text)
-
-# %% ../nbs/01_autolabel.ipynb #7b45a55a
-def _ledger_index(ledger_path, model:str, retry_failed:bool=False) -> dict:
-    "Finished results in the ledger for `model`, by key (the last line of a key wins)."
-    done = {}
-    for row in read_jsonl(ledger_path):
-        if row.get("model") == model and "key" in row: done[row["key"]] = row
-    return {k: r for k, r in done.items() if r.get("ok") or not retry_failed}
-
-def _result(key, ok=False, text=None, parsed=None, error=None, finish_reason=None, usage=None, cached=False) -> dict:
-    return {"key": key, "ok": ok, "text": text, "parsed": parsed, "error": error, "finish_reason": finish_reason,
-            "usage": usage or {"prompt_tokens": 0, "completion_tokens": 0}, "cached": cached}
-
-def _end_ledger_line(path):
-    "After a crash mid-append the ledger may end in a torn line: end it, so the next line is not glued to it."
-    path = Path(path)
-    if path.exists() and path.stat().st_size:
-        with open(path, "rb+") as f:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n": f.write(b"\n")
-
-def _header_id(key:str) -> dict:
-    "The cache key as `X-Client-Request-Id` (OpenAI's tracing header), when it is a legal header value."
-    return {"X-Client-Request-Id": key} if key.isascii() and key.isprintable() and len(key) <= 512 else {}
-
-# %% ../nbs/01_autolabel.ipynb #c06a7dc2
-async def _run_requests(todo:list[dict], *, base_url, model, ledger_path, key, concurrency, max_retries, timeout,
-                        temperature, max_tokens, rpm, tpm, parse, response_format, budget, prices, on_result) -> dict:
-    import openai, httpx2
-    req_bucket, tok_bucket = TokenBucket(rpm), TokenBucket(tpm)
-    async def on_response(resp):   # a 429's Retry-After holds every task, not only the one that got it
-        if resp.status_code == 429:
-            try: req_bucket.pause(float(resp.headers.get("retry-after", "")))
-            except ValueError: pass
-    http = openai.DefaultAsyncHttpxClient(event_hooks={"response": [on_response]}, verify=_ssl_context())
-    client = openai.AsyncOpenAI(base_url=base_url, api_key=key, max_retries=max_retries, timeout=timeout, http_client=http)
-    state = {"response_format": response_format, "tokens_arg": "max_tokens", "fatal": None}
-    image_tokens = (prices or {}).get("image_tokens")
-    results, queue = {}, asyncio.Queue()
-    for r in todo: queue.put_nowait(r)
-
-    async def one(req) -> dict:
-        k, usage, mt = req["key"], {"prompt_tokens": 0, "completion_tokens": 0}, req.get("max_tokens", max_tokens)
-        attempt, error = 0, None
-        while attempt <= max_retries:
-            if state["fatal"]: return _result(k, error=f"aborted: {state['fatal']}", usage=usage)
-            est_prompt = estimate_prompt_tokens(req["messages"], image_tokens)
-            bound = token_cost(est_prompt, mt, prices)
-            if not budget.reserve(bound): return _result(k, error=f"budget: max_cost {budget.max_cost} reached before this request", usage=usage)
-            await req_bucket.take(1); await tok_bucket.take(est_prompt + mt)
-            kw = {state["tokens_arg"]: mt}
-            if state["response_format"] is not None: kw["response_format"] = state["response_format"]
-            try:
-                raw = await client.post("/chat/completions", cast_to=httpx2.Response,
-                                        body={"model": model, "messages": req["messages"], "temperature": temperature, **kw},
-                                        options={"headers": _header_id(k), "security": {"bearer_auth": True}})
-                data = json.loads(raw.content)
-                choice = data["choices"][0] if data.get("choices") else None
-                msg, u = (choice or {}).get("message") or {}, data.get("usage") or {}
-            except openai.BadRequestError as e:
-                budget.settle(bound, 0.0)
-                why = str(e).lower()
-                if state["response_format"] is not None and ("response_format" in why or "json_schema" in why or "schema" in why):
-                    log.warning("the endpoint rejected response_format; continuing without it (answers are parsed as text)")
-                    state["response_format"] = None; continue
-                if state["tokens_arg"] == "max_tokens" and "max_tokens" in why:
-                    state["tokens_arg"] = "max_completion_tokens"; continue
-                return _result(k, error=_scrub(f"http_400: {e}", key), usage=usage)
-            except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as e:
-                budget.settle(bound, 0.0)
-                state["fatal"] = _scrub(f"http_{e.status_code}: {e}", key)
-                log.error("stopping: %s", state["fatal"])
-                return _result(k, error=state["fatal"], usage=usage)
-            except openai.APIStatusError as e:
-                budget.settle(bound, 0.0); return _result(k, error=_scrub(f"http_{e.status_code}: {e}", key), usage=usage)
-            except openai.APITimeoutError:
-                budget.settle(bound, 0.0); return _result(k, error=f"timeout: no answer within {timeout} s after {max_retries} retries", usage=usage)
-            except openai.APIConnectionError as e:
-                budget.settle(bound, 0.0); return _result(k, error=_scrub(f"connection: {e}", key), usage=usage)
-            except Exception as e:   # a body that is not JSON, or not a completion: the server's fault, try again
-                budget.settle(bound, 0.0); error = _scrub(f"malformed_response: {type(e).__name__}: {str(e)[:200]}", key)
-                attempt += 1; continue
-            text, refusal, finish = msg.get("content"), msg.get("refusal"), (choice or {}).get("finish_reason")
-            p_tok = u.get("prompt_tokens") or est_prompt
-            c_tok = u.get("completion_tokens")
-            if c_tok is None: c_tok = math.ceil(len(text or "") / 3)
-            usage = {"prompt_tokens": usage["prompt_tokens"] + p_tok, "completion_tokens": usage["completion_tokens"] + c_tok}
-            budget.settle(bound, token_cost(p_tok, c_tok, prices))
-            parsed, error = check_answer(text, finish, refusal, parse)
-            if error is None:
-                return _result(k, True, text, parsed, None, finish, usage) | {"attempts": attempt + 1, "final": True}
-            if error_kind(error) == "length": mt *= 2
-            attempt += 1
-        final = error_kind(error) != "malformed_response"   # a bad answer the model gave: recorded, not paid for again
-        return _result(k, False, text if final else None, None, error, finish if final else None, usage) | {"attempts": attempt, "final": final}
-
-    async def worker(ledger):
-        while not queue.empty():
-            req = queue.get_nowait()
-            res = await one(req)
-            if res.pop("final", False):   # one line per finished answer, flushed at once: a crash loses at most this line
-                row = {**res, "model": model, "attempts": res.pop("attempts"), "time": round(time.time(), 3)}
-                ledger.write(json.dumps(row, ensure_ascii=False, default=str) + "\n"); ledger.flush()
-            res.pop("attempts", None)
-            results[req["key"]] = res
-            on_result(res)
-
-    Path(ledger_path).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with open(ledger_path, "a", encoding="utf-8") as ledger:
-            await asyncio.gather(*[worker(ledger) for _ in range(max(1, min(concurrency, len(todo))))])
-    finally: await client.close()
-    return results
-
-# %% ../nbs/01_autolabel.ipynb #703f0629
-def run_chat_requests(requests:list[dict], *, base_url:str, model:str, ledger_path, api_key_env:str="OPENAI_API_KEY",
-                      concurrency:int=8, max_retries:int=3, timeout:float=60.0, temperature:float=0.0, max_tokens:int=512,
-                      requests_per_minute:float|None=None, tokens_per_minute:float|None=None, parse:Callable|None=None,
-                      response_format:dict|None=None, max_cost:float|None=None, prices:dict|None=None,
-                      retry_failed:bool=False, desc:str="requests") -> list[dict]:
-    "Send chat `requests` (`{'key', 'messages'[, 'max_tokens']}`) to an OpenAI-compatible endpoint; one result per request, in order."
-    seen = set()
-    for i, r in enumerate(requests):
-        if not isinstance(r, dict) or not isinstance(r.get("key"), str) or not isinstance(r.get("messages"), list):
-            raise ValueError(f"request {i} must be a dict with a string 'key' and a list of chat 'messages', got {str(r)[:120]!r}")
-    if max_cost is not None and not prices:
-        raise ConfigError("max_cost needs prices (USD per million input/output tokens) to know what a request costs")
-    done = _ledger_index(ledger_path, model, retry_failed)
-    todo = [r for r in requests if r["key"] not in done and not (r["key"] in seen or seen.add(r["key"]))]
-    out = {k: _result(k, **{f: row.get(f) for f in ("ok", "text", "parsed", "error", "finish_reason", "usage")}, cached=True)
-           for k, row in done.items()}
-    if todo:
-        _end_ledger_line(ledger_path)
-        key = _api_key(api_key_env, base_url)
-        bar = progress(total=len(todo), desc=desc)
-        try:
-            out |= _run_in_own_loop(lambda: _run_requests(
-                todo, base_url=base_url, model=model, ledger_path=ledger_path, key=key, concurrency=concurrency,
-                max_retries=max_retries, timeout=timeout, temperature=temperature, max_tokens=max_tokens,
-                rpm=requests_per_minute, tpm=tokens_per_minute, parse=parse, response_format=response_format,
-                budget=Budget(max_cost), prices=prices, on_result=lambda r: bar.update(1)))
-        finally: bar.close()
-        fails = Counter(error_kind(out[r["key"]]["error"]) for r in todo if not out[r["key"]]["ok"])
-        log.info("%d requests sent, %d answered, %d cached%s", len(todo), len(todo) - sum(fails.values()), len(requests) - len(todo),
-                 "; failed: " + ", ".join(f"{k} {v}" for k, v in fails.items()) if fails else "")
-    return [out[r["key"]] for r in requests]
-
-# %% ../nbs/01_autolabel.ipynb #a41a141f
+# %% ../nbs/01_autolabel.ipynb #d21aaedb
 COMMON_RULES = ("Write as if you are looking at the image yourself: never mention captions, boxes, coordinates or "
                 "descriptions you were given. Only state what can be seen or confidently inferred; do not invent objects, "
                 "text, counts or colours that you cannot see. Answer in English.")
@@ -345,7 +93,7 @@ def response_schema(kind:str) -> dict:
               {"type": "object", "properties": {"description": {"type": "string"}}, "required": ["description"], "additionalProperties": False})
     return {"type": "json_schema", "json_schema": {"name": "conversation" if kind == "qa" else "description", "strict": True, "schema": schema}}
 
-# %% ../nbs/01_autolabel.ipynb #6af52329
+# %% ../nbs/01_autolabel.ipynb #b63ab94b
 def load_tasks(custom:str|dict|None=None) -> dict:
     "The built-in tasks plus `custom` ones (a YAML file path or the mapping itself), each checked."
     tasks = {k: dict(v) for k, v in TASKS.items()}
@@ -360,6 +108,7 @@ def load_tasks(custom:str|dict|None=None) -> dict:
                        "system": "You are an AI visual assistant writing training data about images. " + COMMON_RULES, **t}
     return tasks
 
+# %% ../nbs/01_autolabel.ipynb #6c39963d
 def parse_tasks(spec:str|list, tasks:dict) -> list[str]:
     "The task names of a comma-separated `spec`, each checked against `tasks`."
     names = [t.strip() for t in (spec.split(",") if isinstance(spec, str) else spec) if t.strip()]
@@ -368,7 +117,7 @@ def parse_tasks(spec:str|list, tasks:dict) -> list[str]:
         raise ConfigError(f"unknown task(s) {unknown or spec!r}; choose from: {', '.join(tasks)} (comma-separated)")
     return names
 
-# %% ../nbs/01_autolabel.ipynb #3208ec2f
+# %% ../nbs/01_autolabel.ipynb #0b667c16
 def symbolic_context(row:dict) -> tuple[str, str]:
     "`(captions, objects)` text of a metadata row, LLaVA style (boxes as normalised `[x1, y1, x2, y2]`)."
     w, h = max(row.get("width") or 1, 1), max(row.get("height") or 1, 1)
@@ -379,12 +128,14 @@ def symbolic_context(row:dict) -> tuple[str, str]:
         objs.append(f"{o['category']}: [{x / w:.2f}, {y / h:.2f}, {(x + bw) / w:.2f}, {(y + bh) / h:.2f}]")
     return caps, "\n".join(objs)
 
+# %% ../nbs/01_autolabel.ipynb #b1c93461
 def context_block(row:dict) -> str:
     "The text representation of an image, as in the worked examples."
     caps, objs = symbolic_context(row)
     out = f"Captions:\n{caps}\n\n" if caps else ""
     return out + (f"Objects (category: [x1, y1, x2, y2], normalised):\n{objs}\n\n" if objs else "")
 
+# %% ../nbs/01_autolabel.ipynb #ea279d26
 def image_data_url(path:str|Path, side:int=512, quality:int=85) -> str:
     "The image at `path` as a base64 JPEG data URL, its longest side at most `side` pixels."
     from PIL import Image
@@ -393,6 +144,7 @@ def image_data_url(path:str|Path, side:int=512, quality:int=85) -> str:
         buf = io.BytesIO(); im.save(buf, "JPEG", quality=quality)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
+# %% ../nbs/01_autolabel.ipynb #eb5cafda
 def task_messages(row:dict, task:dict, input_mode:str="vision", image_url:str|None=None, detail:str="low") -> list[dict]:
     "The chat messages asking `task` about the image of metadata `row`."
     caps, objs = symbolic_context(row)
@@ -410,11 +162,12 @@ def task_messages(row:dict, task:dict, input_mode:str="vision", image_url:str|No
     else: msgs.append({"role": "user", "content": prompt})
     return msgs
 
+# %% ../nbs/01_autolabel.ipynb #8e501b42
 def prompt_hash(task:dict, input_mode:str, image_side:int, detail:str) -> str:
     "A short hash of everything that shapes a request but the image: a new prompt is new work, an old one is skipped."
     return stable_id(json.dumps(task, sort_keys=True), input_mode, image_side if input_mode == "vision" else "", detail if input_mode == "vision" else "", n=10)
 
-# %% ../nbs/01_autolabel.ipynb #473982d5
+# %% ../nbs/01_autolabel.ipynb #5874e7d6
 _Q = re.compile(r"^\s*(?:\*\*)?(?:q|question|user|human)\s*\d*\s*(?:\*\*)?\s*[:.)]\s*(?:\*\*)?\s*", re.I)
 _A = re.compile(r"^\s*(?:\*\*)?(?:a|answer|assistant|gpt)\s*\d*\s*(?:\*\*)?\s*[:.)]\s*(?:\*\*)?\s*", re.I)
 
@@ -429,6 +182,7 @@ def _json_object(text:str):
         except json.JSONDecodeError: i = t.find("{", i + 1)
     return None
 
+# %% ../nbs/01_autolabel.ipynb #b3662466
 def parse_answer(text:str, kind:str="qa") -> dict:
     "Parse a model answer: `{'turns': [[q, a], ...]}` for `qa`, `{'answer': text}` for `describe`; `ValueError` if impossible."
     obj = _json_object(text)
@@ -450,7 +204,7 @@ def parse_answer(text:str, kind:str="qa") -> dict:
     if not pairs: raise ValueError("no question/answer pairs found (expected JSON {'turns': [...]} or Q:/A: lines)")
     return {"turns": pairs}
 
-# %% ../nbs/01_autolabel.ipynb #4d9f3fe5
+# %% ../nbs/01_autolabel.ipynb #1c0f8112
 def answer_record(row:dict, task_name:str, task:dict, parsed:dict, **meta) -> dict:
     "The schema record of a parsed answer about metadata `row` (`<image>` in the first human turn)."
     if task["kind"] == "describe":
@@ -462,7 +216,7 @@ def answer_record(row:dict, task_name:str, task:dict, parsed:dict, **meta) -> di
                       source_file=row.get("source_file"), captions=row.get("captions") or [], objects=row.get("objects") or [], **meta)
     return validate_record(rec)
 
-# %% ../nbs/01_autolabel.ipynb #7a87e546
+# %% ../nbs/01_autolabel.ipynb #ad9364db
 SHORT_ANSWER = "Answer the question using a single word or phrase."
 COLOUR_WORDS = ["red", "green", "blue", "yellow", "orange", "purple", "pink", "brown", "black", "white", "gray", "grey", "cyan"]
 _IRREGULAR = {"person": "people", "mouse": "mice", "sheep": "sheep", "skis": "skis", "knife": "knives", "scissors": "scissors",
@@ -477,8 +231,10 @@ def plural(noun:str) -> str:
     else: p = last + "s"
     return f"{head} {p}" if head else p
 
+# %% ../nbs/01_autolabel.ipynb #1faa6162
 def article(noun:str) -> str: return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
 
+# %% ../nbs/01_autolabel.ipynb #b79a3b2a
 def colour_name(rgb) -> str:
     "The basic colour name of an RGB triple (0-255), by hue, saturation and value."
     import colorsys
@@ -495,6 +251,7 @@ def colour_name(rgb) -> str:
     if h < 300: return "purple"
     return "pink"
 
+# %% ../nbs/01_autolabel.ipynb #2c683706
 def caption_colour(captions:list[str], category:str) -> str|None:
     "The one colour the captions give `category` or its last word (`'a red bus'`, `'the bus is red'`, `'a red ball'` for `'sports ball'`), or None if none or several."
     names = "|".join(re.escape(n) for n in dict.fromkeys([category, category.split()[-1]]))
@@ -503,6 +260,7 @@ def caption_colour(captions:list[str], category:str) -> str|None:
     cols = {"gray" if c == "grey" else c for c in cols}
     return cols.pop() if len(cols) == 1 else None
 
+# %% ../nbs/01_autolabel.ipynb #2592f74e
 def box_colour(image, bbox) -> str|None:
     "The colour name of the median pixel of the central half of `bbox` in a PIL `image`, or None for a tiny box."
     import numpy as np
@@ -511,7 +269,7 @@ def box_colour(image, bbox) -> str|None:
     crop = image.crop((int(x + w / 4), int(y + h / 4), int(x + 3 * w / 4) + 1, int(y + 3 * h / 4) + 1))
     return colour_name(np.median(np.asarray(crop.convert("RGB")).reshape(-1, 3), axis=0))
 
-# %% ../nbs/01_autolabel.ipynb #6a949f2c
+# %% ../nbs/01_autolabel.ipynb #ac531f0b
 def template_facts(row:dict, image_root:str|Path|None=None, vocabulary:list[str]|None=None, n_negatives:int=2) -> list[dict]:
     "Short-answer questions about metadata `row`: `{'question', 'answer', 'answer_type'}` for colour, count, position, existence."
     objs, caps = row.get("objects") or [], row.get("captions") or []
@@ -540,6 +298,7 @@ def template_facts(row:dict, image_root:str|Path|None=None, vocabulary:list[str]
     facts += [q(f"Is there {article(c)} in the image?", "no", "existence") for c in absent[:n_negatives]]
     return facts
 
+# %% ../nbs/01_autolabel.ipynb #d5c0f85d
 def template_description(row:dict, facts:list[dict]) -> str:
     "A description from the captions and the facts: objects with counts and colours, then positions."
     caps = [c.strip().rstrip(".") + "." for c in row.get("captions") or [] if c and c.strip()]
@@ -555,7 +314,7 @@ def template_description(row:dict, facts:list[dict]) -> str:
             text.append(f"The {cat} is on the {f['answer']} side.")
     return " ".join(text) or "An image."
 
-# %% ../nbs/01_autolabel.ipynb #4de32937
+# %% ../nbs/01_autolabel.ipynb #f5fcce97
 TEMPLATE_TASKS = ("vqa", "conversation", "detailed_description")
 TEMPLATE_VERSION = "template-v1"
 
@@ -587,26 +346,7 @@ def template_records(rows:list[dict], tasks:list[str], image_root:str|Path|None=
     for r in out: validate_record(r)
     return out
 
-# %% ../nbs/01_autolabel.ipynb #b2dd6d5e
-PRICES = {
-    "gpt-4o-mini": {"input": 0.15, "output": 0.60, "image_tokens": {"low": 2833, "high": 8500, "auto": 8500}},
-    "gpt-4o": {"input": 2.50, "output": 10.00, "image_tokens": {"low": 85, "high": 255, "auto": 255}},
-    "gpt-4.1-mini": {"input": 0.40, "output": 1.60, "image_tokens": {"low": 420, "high": 420, "auto": 420}},
-    "gpt-4.1": {"input": 2.00, "output": 8.00, "image_tokens": {"low": 85, "high": 255, "auto": 255}},
-}
-BATCH_DISCOUNT = 0.5
-
-def model_prices(model:str, prices:str|dict|None=None) -> dict|None:
-    "The prices of `model`: the built-in table updated by `prices` (a mapping of model -> prices, or a YAML file of one)."
-    table = {k: dict(v) for k, v in PRICES.items()}
-    if isinstance(prices, (str, Path)): prices = read_yaml(prices)
-    for m, p in (prices or {}).items():
-        if not isinstance(p, dict) or not {"input", "output"} <= set(p):
-            raise ConfigError(f"prices for {m!r} need 'input' and 'output' (USD per million tokens), optionally 'image_tokens'")
-        table[m] = {**table.get(m, {}), **p}
-    return table.get(model)
-
-# %% ../nbs/01_autolabel.ipynb #b8a86c22
+# %% ../nbs/01_autolabel.ipynb #7e6c91f8
 @dataclass
 class AutolabelConfig:
     input: str = opt(None, "preprocess output folder (metadata.jsonl + images/); it is also the image root of the records")
@@ -640,7 +380,7 @@ class AutolabelConfig:
     qa_per_image: int = opt(0, "template backend: at most this many questions per image (0: all)")
     negatives: int = opt(2, "template backend: 'is there a ...?' questions about absent categories, per image")
 
-# %% ../nbs/01_autolabel.ipynb #af5dcf77
+# %% ../nbs/01_autolabel.ipynb #c71cf799
 def _check(cfg:AutolabelConfig) -> tuple[Path, Path]:
     "The input and output folders, after checking the options."
     if not cfg.input: raise ConfigError("autolabel needs --input: the output folder of `vlm-it preprocess` (it holds metadata.jsonl)")
@@ -654,8 +394,10 @@ def _check(cfg:AutolabelConfig) -> tuple[Path, Path]:
     if cfg.max_cost is not None and cfg.max_cost < 0: raise ConfigError(f"max_cost must be >= 0, got {cfg.max_cost}")
     return inp, Path(cfg.output)
 
+# %% ../nbs/01_autolabel.ipynb #60347ffa
 def _item_key(row_id:str, task:str, phash:str) -> str: return f"{row_id}|{task}|{phash}"
 
+# %% ../nbs/01_autolabel.ipynb #6fd4c167
 def rebuild_annotations(ledger_path, model:str, rows:list[dict], tasks:dict, hashes:dict) -> list[dict]:
     "Records of every successful answer of `model` in the ledger: one per (image, task), the current prompt's first."
     by_id, best = {r["id"]: r for r in rows}, {}
@@ -671,11 +413,12 @@ def rebuild_annotations(ledger_path, model:str, rows:list[dict], tasks:dict, has
         except (KeyError, TypeError, ValueError) as e: log.warning("ledger answer %s not usable (%s); skipped", r["key"], e)
     return recs
 
-# %% ../nbs/01_autolabel.ipynb #5ce48576
+# %% ../nbs/01_autolabel.ipynb #9c1ced67
 def _messages_for(row, task, cfg, inp) -> list[dict]:
     url = image_data_url(resolve_image(inp, row["file_name"]), cfg.image_side) if cfg.input_mode == "vision" else None
     return task_messages(row, task, cfg.input_mode, url, cfg.detail)
 
+# %% ../nbs/01_autolabel.ipynb #bdf1d77a
 def _label_online(cfg, todo, tasks, inp, ledger, prices, chunk:int=256) -> tuple[list[dict], bool]:
     "Run the `(row, task name, key)` items; returns the results and whether the budget stopped the run."
     results, spent = [], 0.0
@@ -698,12 +441,13 @@ def _label_online(cfg, todo, tasks, inp, ledger, prices, chunk:int=256) -> tuple
             if any(error_kind(r["error"]) in ("budget", "aborted") for r in res): return results, any(error_kind(r["error"]) == "budget" for r in res)
     return results, False
 
-# %% ../nbs/01_autolabel.ipynb #aa44cc4d
+# %% ../nbs/01_autolabel.ipynb #ca4abfd7
 def _batch_line(key, row, task, cfg, inp) -> dict:
     body = {"model": cfg.model, "messages": _messages_for(row, task, cfg, inp), "temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
     if cfg.structured: body["response_format"] = response_schema(task["kind"])
     return {"custom_id": key, "method": "POST", "url": "/v1/chat/completions", "body": body}
 
+# %% ../nbs/01_autolabel.ipynb #a0e4afea
 def _merge_batch_output(text:str, tasks:dict, ledger, model:str) -> list[dict]:
     "Check, parse and append to the ledger the answers of a batch output (or error) file; returns the results."
     done, results = _ledger_index(ledger, model), []
@@ -727,6 +471,7 @@ def _merge_batch_output(text:str, tasks:dict, ledger, model:str) -> list[dict]:
         results.append(res)
     return results
 
+# %% ../nbs/01_autolabel.ipynb #ff587ca7
 def _label_batch(cfg, todo, tasks, inp, out, ledger, prices) -> tuple[list[dict], bool, str]:
     "Submit (or resume) a batch for the `todo` items, wait for it, merge it; returns results, budget stop, batch status."
     import openai
@@ -765,8 +510,8 @@ def _label_batch(cfg, todo, tasks, inp, out, ledger, prices) -> tuple[list[dict]
         return results, state.get("budget_stopped", False), b.status
     finally: client.close()
 
-# %% ../nbs/01_autolabel.ipynb #e069ca21
-def estimate_run(cfg, todo, tasks, prices) -> dict:
+# %% ../nbs/01_autolabel.ipynb #bbca531b
+def estimate_cost(cfg, todo, tasks, prices) -> dict:
     "Requests, tokens and cost that the `(row, task, key)` items would take."
     p_tok = expected = upper = 0
     for row, name, _ in todo:
@@ -778,7 +523,7 @@ def estimate_run(cfg, todo, tasks, prices) -> dict:
             "cost_usd_expected": round(token_cost(p_tok, expected, prices) * f, 6) if prices else None,
             "cost_usd_upper_bound": round(token_cost(p_tok, upper, prices) * f, 6) if prices else None}
 
-# %% ../nbs/01_autolabel.ipynb #5cab69c3
+# %% ../nbs/01_autolabel.ipynb #b24285b8
 def autolabel(cfg:AutolabelConfig) -> dict:
     "Label the images of `cfg.input` with `cfg.tasks`; writes `annotations.json`, `ledger.jsonl`, `autolabel_summary.json`; returns the summary."
     t0 = time.time()
@@ -812,7 +557,7 @@ def autolabel(cfg:AutolabelConfig) -> dict:
     todo = [it for it in items if it[2] not in done]
     summary |= {"base_url": cfg.base_url, "input_mode": cfg.input_mode, "items": len(items), "already_done": len(items) - len(todo)}
     if cfg.dry_run:
-        summary["estimate"] = est = estimate_run(cfg, todo, tasks, prices)
+        summary["estimate"] = est = estimate_cost(cfg, todo, tasks, prices)
         log.info("dry run: %d requests, ~%d prompt tokens, expected cost %s USD (at most %s)", est["requests"], est["prompt_tokens"],
                  est["cost_usd_expected"], est["cost_usd_upper_bound"])
         return summary

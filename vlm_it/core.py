@@ -6,28 +6,28 @@ Docs: https://vlm-it.github.io/vlm-it/core.html.md"""
 
 # %% ../nbs/05_core.ipynb #2a9a0ce1
 from __future__ import annotations
-import contextlib, dataclasses, difflib, hashlib, json, logging, os, sys, tempfile
-from dataclasses import dataclass, field, fields, asdict, is_dataclass
+import contextlib, difflib, hashlib, json, logging, os, sys, tempfile, yaml
+from dataclasses import field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
-
-import yaml
+from typing import Iterable
 
 # %% auto #0
 __all__ = ['LOGGER_NAME', 'IMAGE_TOKEN', 'HUMAN', 'GPT', 'DTYPE_NAMES', 'METADATA_FILE', 'PREPROCESS_REPORT', 'ANNOTATIONS_FILE',
-           'REJECTED_FILE', 'FILTER_REPORT', 'get_logger', 'setup_logging', 'progress', 'RecordError', 'make_record',
-           'turns', 'validate_record', 'resolve_image', 'atomic_write', 'write_json', 'read_json', 'write_jsonl',
-           'append_jsonl', 'read_jsonl', 'to_messages', 'from_messages', 'load_records', 'save_records',
-           'records_to_dataset', 'dataset_to_records', 'stable_id', 'file_sha1', 'ConfigError', 'opt', 'read_yaml',
-           'make_parser', 'load_config', 'config_to_dict', 'save_config', 'torch_dtype', 'adapter_base']
+           'REJECTED_FILE', 'FILTER_REPORT', 'TRAIN_CONFIG_FILE', 'COLOURS', 'COCO_CATEGORIES', 'get_logger',
+           'setup_logging', 'progress', 'RecordError', 'make_record', 'turns', 'validate_record', 'resolve_image',
+           'atomic_write', 'write_json', 'read_json', 'write_jsonl', 'append_jsonl', 'read_jsonl', 'to_messages',
+           'from_messages', 'load_records', 'save_records', 'records_to_dataset', 'dataset_to_records', 'stable_id',
+           'file_sha1', 'ConfigError', 'opt', 'read_yaml', 'make_parser', 'load_config', 'config_to_dict',
+           'save_config', 'torch_dtype', 'adapter_base', 'load_image']
 
-# %% ../nbs/05_core.ipynb #6e4355e4
+# %% ../nbs/05_core.ipynb #ca4845ce
 LOGGER_NAME = "vlm_it"
 
 def get_logger(name:str|None=None) -> logging.Logger:
     "The package logger (or a child of it)."
     return logging.getLogger(LOGGER_NAME if not name else f"{LOGGER_NAME}.{name}")
 
+# %% ../nbs/05_core.ipynb #46388703
 def setup_logging(quiet:bool=False, level:int|None=None):
     "Log to stderr with timestamps; `quiet` shows warnings only and hides progress bars."
     if quiet:  # our bars, and those of the Hugging Face libraries (read when they are imported, or switched off now)
@@ -42,29 +42,32 @@ def setup_logging(quiet:bool=False, level:int|None=None):
     lg.propagate = False
     return lg
 
+# %% ../nbs/05_core.ipynb #9ed64809
 def progress(it=None, **kw):
     "A tqdm progress bar, disabled when quiet."
     from tqdm.auto import tqdm
     return tqdm(it, disable=kw.pop("disable", False) or os.environ.get("VLM_IT_QUIET") == "1", dynamic_ncols=True, **kw)
 
-# %% ../nbs/05_core.ipynb #b2bc0902
+# %% ../nbs/05_core.ipynb #61b3ea0a
 IMAGE_TOKEN = "<image>"
 HUMAN, GPT = "human", "gpt"
 
 class RecordError(ValueError):
     "A record that does not follow the schema; the message names the record id and the problem."
 
+# %% ../nbs/05_core.ipynb #261fd4e5
 def make_record(id:str, image:str, conversations:list[dict], **meta) -> dict:
     "Build a schema record; `meta` keywords land in `record['meta']`."
     return {"id": str(id), "image": str(image), "conversations": list(conversations), "meta": dict(meta)}
 
+# %% ../nbs/05_core.ipynb #e1c9dc28
 def turns(*texts:str) -> list[dict]:
     "Alternate `texts` into human/gpt turns, adding `<image>` to the first human turn if it is missing."
     convs = [{"from": HUMAN if i % 2 == 0 else GPT, "value": t} for i, t in enumerate(texts)]
     if convs and IMAGE_TOKEN not in convs[0]["value"]: convs[0]["value"] = f"{IMAGE_TOKEN}\n{convs[0]['value']}"
     return convs
 
-# %% ../nbs/05_core.ipynb #56d77f5d
+# %% ../nbs/05_core.ipynb #55435ff9
 def validate_record(rec:dict, image_root:str|Path|None=None, check_exists:bool=False) -> dict:
     "Check `rec` against the schema (and, given `image_root`, that its image stays inside it); return `rec` or raise `RecordError`."
     rid = rec.get("id") if isinstance(rec, dict) else None
@@ -86,6 +89,7 @@ def validate_record(rec:dict, image_root:str|Path|None=None, check_exists:bool=F
     if image_root is not None: resolve_image(image_root, rec["image"], check_exists=check_exists, rid=rid)
     return rec
 
+# %% ../nbs/05_core.ipynb #865bb960
 def resolve_image(image_root:str|Path, image:str, check_exists:bool=False, rid:str|None=None) -> Path:
     "Absolute path of `image` under `image_root`; paths that escape the root (`..`, absolute, symlinks) are rejected."
     root = Path(image_root).resolve()
@@ -95,7 +99,7 @@ def resolve_image(image_root:str|Path, image:str, check_exists:bool=False, rid:s
     if check_exists and not p.is_file(): raise RecordError(f"{who}image {image!r} not found under {str(root)!r}")
     return p
 
-# %% ../nbs/05_core.ipynb #7d012620
+# %% ../nbs/05_core.ipynb #cc4ec8ba
 _UMASK = os.umask(0); os.umask(_UMASK)  # read once: the process umask can only be read by setting it
 
 @contextlib.contextmanager
@@ -113,21 +117,25 @@ def atomic_write(path:str|Path, mode:str="w", encoding:str|None="utf-8"):
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
 
+# %% ../nbs/05_core.ipynb #7446b2e6
 def write_json(obj, path:str|Path, indent:int|None=2):
     "Atomically write `obj` as JSON (UTF-8, non-ASCII kept)."
     with atomic_write(path) as f: json.dump(obj, f, ensure_ascii=False, indent=indent, default=str)
     return Path(path)
 
+# %% ../nbs/05_core.ipynb #433e69c8
 def read_json(path:str|Path):
     "Read a JSON file."
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
+# %% ../nbs/05_core.ipynb #6f921d1d
 def write_jsonl(rows:Iterable[dict], path:str|Path):
     "Atomically write `rows`, one JSON object per line."
     with atomic_write(path) as f:
         for r in rows: f.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
     return Path(path)
 
+# %% ../nbs/05_core.ipynb #340505d9
 def append_jsonl(path:str|Path, row:dict, fsync:bool=False):
     "Append one JSON line and flush it, so a crash loses at most the line being written."
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -135,6 +143,7 @@ def append_jsonl(path:str|Path, row:dict, fsync:bool=False):
         f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n"); f.flush()
         if fsync: os.fsync(f.fileno())
 
+# %% ../nbs/05_core.ipynb #69a86730
 def read_jsonl(path:str|Path, strict:bool=False) -> list[dict]:
     "Read JSON lines; a torn line (a crash mid-append) is skipped with a warning unless `strict`."
     rows, path = [], Path(path)
@@ -147,7 +156,7 @@ def read_jsonl(path:str|Path, strict:bool=False) -> list[dict]:
             get_logger().warning("%s:%d: skipping a torn or invalid JSON line", path, i)
     return rows
 
-# %% ../nbs/05_core.ipynb #6e5c7d8c
+# %% ../nbs/05_core.ipynb #93549391
 def to_messages(rec:dict) -> dict:
     "Convert a schema record to the HF messages format (`<image>` becomes an image content part)."
     msgs = []
@@ -161,6 +170,7 @@ def to_messages(rec:dict) -> dict:
         msgs.append({"role": role, "content": content})
     return {"id": rec["id"], "images": [rec["image"]], "messages": msgs, "meta": rec.get("meta", {})}
 
+# %% ../nbs/05_core.ipynb #36c8550c
 def from_messages(sample:dict, id:str|None=None) -> dict:
     "Convert an HF messages sample back to a schema record (system turns go to `meta['system']`)."
     convs, meta = [], dict(sample.get("meta") or {})
@@ -175,8 +185,10 @@ def from_messages(sample:dict, id:str|None=None) -> dict:
     rid = id or sample.get("id") or stable_id(images[0], json.dumps(convs))
     return {"id": rid, "image": images[0], "conversations": convs, "meta": meta}
 
+# %% ../nbs/05_core.ipynb #a054e536
 def _is_messages(obj) -> bool: return isinstance(obj, dict) and "messages" in obj and "conversations" not in obj
 
+# %% ../nbs/05_core.ipynb #3b092e57
 def load_records(path:str|Path, validate:bool=True) -> list[dict]:
     "Read records from a LLaVA `.json` list, a `.jsonl` file, or either in HF messages format."
     path = Path(path)
@@ -194,28 +206,31 @@ def load_records(path:str|Path, validate:bool=True) -> list[dict]:
             seen.add(r["id"])
     return recs
 
+# %% ../nbs/05_core.ipynb #5a4c0c83
 def save_records(records:list[dict], path:str|Path, format:str="llava") -> Path:
     "Atomically write `records`: `.jsonl` gives one per line; `format='messages'` writes the HF messages format."
     rows = [to_messages(r) for r in records] if format == "messages" else list(records)
     return write_jsonl(rows, path) if Path(path).suffix == ".jsonl" else write_json(rows, path)
 
-# %% ../nbs/05_core.ipynb #9650b80a
+# %% ../nbs/05_core.ipynb #5a318e4b
 def records_to_dataset(records:list[dict]):
     "A `datasets.Dataset` of records (`meta` stored as a JSON string so heterogeneous lineage fits one column type)."
     from datasets import Dataset
     return Dataset.from_list([{**r, "meta": json.dumps(r.get("meta", {}), ensure_ascii=False)} for r in records])
 
+# %% ../nbs/05_core.ipynb #031a2481
 def dataset_to_records(ds) -> list[dict]:
     "Inverse of `records_to_dataset`."
     return [{**r, "meta": json.loads(r["meta"]) if isinstance(r.get("meta"), str) else (r.get("meta") or {})} for r in ds]
 
-# %% ../nbs/05_core.ipynb #3da70fa0
+# %% ../nbs/05_core.ipynb #c14f469b
 def stable_id(*parts, n:int=16) -> str:
     "A short, stable hex id from `parts` (SHA-1 of their string forms)."
     h = hashlib.sha1()
     for p in parts: h.update(str(p).encode("utf-8")); h.update(b"\x1f")
     return h.hexdigest()[:n]
 
+# %% ../nbs/05_core.ipynb #8b2db76b
 def file_sha1(path:str|Path, chunk:int=1 << 20) -> str:
     "SHA-1 of a file's bytes."
     h = hashlib.sha1()
@@ -223,18 +238,21 @@ def file_sha1(path:str|Path, chunk:int=1 << 20) -> str:
         for b in iter(lambda: f.read(chunk), b""): h.update(b)
     return h.hexdigest()
 
-# %% ../nbs/05_core.ipynb #5a67079a
+# %% ../nbs/05_core.ipynb #3c72ab74
 class ConfigError(ValueError):
     "A bad config key or value; the message says which and what is valid."
 
+# %% ../nbs/05_core.ipynb #fecabf1c
 def opt(default=None, help:str="", **kw):
     "A dataclass field with `--help` text (mutable defaults are copied per instance)."
     md = {"help": help, **kw}
     if isinstance(default, (list, dict)): return field(default_factory=lambda: type(default)(default), metadata=md)
     return field(default=default, metadata=md)
 
+# %% ../nbs/05_core.ipynb #89b5fa8e
 def _valid_keys(classes) -> list[str]: return [f.name for c in classes for f in fields(c)]
 
+# %% ../nbs/05_core.ipynb #2b61df03
 def _check_keys(keys, classes, source):
     valid = _valid_keys(classes)
     unknown = [k for k in keys if k not in valid]
@@ -242,6 +260,7 @@ def _check_keys(keys, classes, source):
     hints = "; ".join(f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, valid, 1)) else repr(k) for k in unknown)
     raise ConfigError(f"{source}: unknown key(s) {hints}. Valid keys: {', '.join(sorted(valid))}")
 
+# %% ../nbs/05_core.ipynb #a4ec31bc
 def read_yaml(path:str|Path, section:str|None=None) -> dict:
     "Read a YAML mapping (or one `section` of it); an empty file gives `{}`."
     path = Path(path)
@@ -251,6 +270,7 @@ def read_yaml(path:str|Path, section:str|None=None) -> dict:
     if section is not None: data = data.get(section) or {}
     return data
 
+# %% ../nbs/05_core.ipynb #1c31e013
 def make_parser(*classes, prog:str|None=None):
     "An `HfArgumentParser` for `classes` whose errors raise `ConfigError` instead of exiting."
     from transformers import HfArgumentParser
@@ -258,6 +278,7 @@ def make_parser(*classes, prog:str|None=None):
         def error(self, message): raise ConfigError(f"{self.prog}: {message}")
     return _Parser(classes, prog=prog, allow_abbrev=False)
 
+# %% ../nbs/05_core.ipynb #11ef81ee
 def load_config(classes, yaml_file:str|Path|None=None, argv:list[str]|None=None, section:str|None=None, **overrides):
     "Build `classes` (one dataclass or a tuple) from YAML (or one `section` of it), then CLI-style `argv`, then keyword `overrides` (last wins)."
     single = is_dataclass(classes)
@@ -274,16 +295,18 @@ def load_config(classes, yaml_file:str|Path|None=None, argv:list[str]|None=None,
         raise ConfigError(f"{e}. Valid keys: {', '.join(sorted(_valid_keys(classes)))}") from None
     return out[0] if single else tuple(out)
 
+# %% ../nbs/05_core.ipynb #78232c4e
 def config_to_dict(cfg) -> dict:
     "A plain dict of a config dataclass (for saving beside outputs)."
     return {f.name: getattr(cfg, f.name) for f in fields(cfg)}
 
+# %% ../nbs/05_core.ipynb #65158c1d
 def save_config(cfg, path:str|Path) -> Path:
     "Atomically write a config as YAML, so a run can be repeated exactly."
     with atomic_write(path) as f: yaml.safe_dump(json.loads(json.dumps(config_to_dict(cfg), default=str)), f, sort_keys=False)
     return Path(path)
 
-# %% ../nbs/05_core.ipynb #ef65e12f
+# %% ../nbs/05_core.ipynb #3c961b17
 DTYPE_NAMES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16",
                "fp32": "float32", "float32": "float32"}
 
@@ -297,11 +320,32 @@ def torch_dtype(name:str="auto", device:str|None=None):
     if not on_cuda: return torch.float32
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
+# %% ../nbs/05_core.ipynb #52964c26
 def adapter_base(path) -> str|None:
     "The base model recorded in the PEFT adapter at `path`, or None when `path` holds no `adapter_config.json`."
     cfg = Path(path)/"adapter_config.json" if path is not None else None
     return read_json(cfg).get("base_model_name_or_path") if cfg is not None and cfg.is_file() else None
 
-# %% ../nbs/05_core.ipynb #7f506d37
+# %% ../nbs/05_core.ipynb #86a06ccf
 METADATA_FILE, PREPROCESS_REPORT = "metadata.jsonl", "preprocess_report.json"
 ANNOTATIONS_FILE, REJECTED_FILE, FILTER_REPORT = "annotations.json", "rejected.jsonl", "filter_report.json"
+TRAIN_CONFIG_FILE = "train_config.yaml"  # written by train beside the adapter; merge and evaluate read the method from it
+
+# %% ../nbs/05_core.ipynb #ea574630
+def load_image(path:str|Path):
+    "An RGB PIL image."
+    from PIL import Image
+    with Image.open(path) as im: return im.convert("RGB")
+
+# %% ../nbs/05_core.ipynb #3647f884
+COLOURS = ["red", "green", "blue", "yellow", "orange", "purple", "pink", "brown", "black", "white", "gray", "cyan"]
+
+# %% ../nbs/05_core.ipynb #59a9bf0d
+COCO_CATEGORIES = ["person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear",
+    "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball",
+    "kite", "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle", "wine glass", "cup",
+    "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza",
+    "donut", "cake", "chair", "couch", "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote",
+    "keyboard", "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "teddy bear", "hair drier", "toothbrush"]

@@ -6,293 +6,28 @@ Docs: https://vlm-it.github.io/vlm-it/evaluate.html.md"""
 
 # %% ../nbs/04_evaluate.ipynb #d7b52e0a
 from __future__ import annotations
-import gc, json, math, re, shutil, subprocess
+import gc, json, re
+import numpy as np
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import evaluate as hf_evaluate  # the Hugging Face `evaluate` library (this module is `vlm_it.evaluate`)
-
-from .core import (IMAGE_TOKEN, HUMAN, GPT, FILTER_REPORT, opt, get_logger, progress, load_records, resolve_image,
-                         to_messages, write_json, write_jsonl, read_json, read_jsonl, atomic_write, save_config, config_to_dict,
-                         stable_id, ConfigError, torch_dtype, adapter_base)
+from .core import (ConfigError, FILTER_REPORT, GPT, IMAGE_TOKEN, adapter_base, atomic_write, load_records,
+    opt, read_json, read_jsonl, resolve_image, save_config, stable_id, write_json, write_jsonl)
+from .metrics import (HEADLINE_METRICS, bleu_statistic, bootstrap_ci, caption_scores, exact_match,
+    meteor_scorer, paired_bootstrap_pvalue, point_estimate, ratio_statistic, vqa_accuracy,
+    vqa_answers_from_reference)
+from .models import generate_answers, is_adapter_dir, load_vlm, pick_device
+from .plots import _short, funnel_steps, plot_funnel, plot_gallery, plot_loss, plot_metrics
+from .core import get_logger
 
 log = get_logger("evaluate")
 
 # %% auto #0
-__all__ = ['log', 'VQA_CONTRACTIONS', 'VQA_NUMBER_WORDS', 'VQA_ARTICLES', 'VQA_PUNCT', 'CAPTION_METRICS', 'PTB_PUNCTUATION',
-           'JAVA_MISSING', 'METRIC_MODULES', 'SHORT_ANSWER_TYPES', 'HEADLINE_METRICS', 'JUDGE_SYSTEM', 'JUDGE_RULE',
-           'vqa_process_punctuation', 'vqa_process_digit_article', 'normalize_vqa_answer', 'vqa_accuracy',
-           'vqa_answers_from_reference', 'exact_match', 'java_available', 'ptb_tokenize', 'simple_tokenize',
-           'meteor_scorer', 'caption_scores', 'caption_metrics', 'mean_statistic', 'bleu_from_stats', 'bleu_statistic',
-           'ratio_statistic', 'point_estimate', 'bootstrap_ci', 'paired_bootstrap_pvalue', 'VQAAccuracy', 'ExactMatch',
-           'CocoCaption', 'load_metric', 'make_items', 'pick_device', 'is_adapter_dir', 'load_vlm', 'generate_answers',
-           'score_model', 'summarize_scores', 'compare_scores', 'judge_messages', 'parse_judge', 'judge_scores',
-           'plot_metrics', 'plot_loss', 'funnel_steps', 'plot_funnel', 'select_samples', 'plot_gallery',
-           'render_report', 'EvalConfig', 'model_specs', 'evaluate_model']
+__all__ = ['log', 'SHORT_ANSWER_TYPES', 'JUDGE_SYSTEM', 'JUDGE_RULE', 'make_items', 'score_model', 'summarize_scores',
+           'compare_scores', 'judge_messages', 'parse_judge', 'judge_scores', 'select_samples', 'render_report',
+           'EvalConfig', 'model_specs', 'evaluate_model']
 
-# %% ../nbs/04_evaluate.ipynb #33bba852
-VQA_CONTRACTIONS = {"aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've", "couldnt": "couldn't",
-    "couldn'tve": "couldn't've", "couldnt've": "couldn't've", "didnt": "didn't", "doesnt": "doesn't", "dont": "don't",
-    "hadnt": "hadn't", "hadnt've": "hadn't've", "hadn'tve": "hadn't've", "hasnt": "hasn't", "havent": "haven't", "hed": "he'd",
-    "hed've": "he'd've", "he'dve": "he'd've", "hes": "he's", "howd": "how'd", "howll": "how'll", "hows": "how's",
-    "Id've": "I'd've", "I'dve": "I'd've", "Im": "I'm", "Ive": "I've", "isnt": "isn't", "itd": "it'd", "itd've": "it'd've",
-    "it'dve": "it'd've", "itll": "it'll", "let's": "let's", "maam": "ma'am", "mightnt": "mightn't", "mightnt've": "mightn't've",
-    "mightn'tve": "mightn't've", "mightve": "might've", "mustnt": "mustn't", "mustve": "must've", "neednt": "needn't",
-    "notve": "not've", "oclock": "o'clock", "oughtnt": "oughtn't", "ow's'at": "'ow's'at", "'ows'at": "'ow's'at",
-    "'ow'sat": "'ow's'at", "shant": "shan't", "shed've": "she'd've", "she'dve": "she'd've", "she's": "she's",
-    "shouldve": "should've", "shouldnt": "shouldn't", "shouldnt've": "shouldn't've", "shouldn'tve": "shouldn't've",
-    "somebody'd": "somebodyd", "somebodyd've": "somebody'd've", "somebody'dve": "somebody'd've", "somebodyll": "somebody'll",
-    "somebodys": "somebody's", "someoned": "someone'd", "someoned've": "someone'd've", "someone'dve": "someone'd've",
-    "someonell": "someone'll", "someones": "someone's", "somethingd": "something'd", "somethingd've": "something'd've",
-    "something'dve": "something'd've", "somethingll": "something'll", "thats": "that's", "thered": "there'd",
-    "thered've": "there'd've", "there'dve": "there'd've", "therere": "there're", "theres": "there's", "theyd": "they'd",
-    "theyd've": "they'd've", "they'dve": "they'd've", "theyll": "they'll", "theyre": "they're", "theyve": "they've",
-    "twas": "'twas", "wasnt": "wasn't", "wed've": "we'd've", "we'dve": "we'd've", "weve": "we've", "werent": "weren't",
-    "whatll": "what'll", "whatre": "what're", "whats": "what's", "whatve": "what've", "whens": "when's", "whered": "where'd",
-    "wheres": "where's", "whereve": "where've", "whod": "who'd", "whod've": "who'd've", "who'dve": "who'd've",
-    "wholl": "who'll", "whos": "who's", "whove": "who've", "whyll": "why'll", "whyre": "why're", "whys": "why's",
-    "wont": "won't", "wouldve": "would've", "wouldnt": "wouldn't", "wouldnt've": "wouldn't've", "wouldn'tve": "wouldn't've",
-    "yall": "y'all", "yall'll": "y'all'll", "y'allll": "y'all'll", "yall'd've": "y'all'd've", "y'alld've": "y'all'd've",
-    "y'all'dve": "y'all'd've", "youd": "you'd", "youd've": "you'd've", "you'dve": "you'd've", "youll": "you'll",
-    "youre": "you're", "youve": "you've"}
-VQA_NUMBER_WORDS = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
-                    "seven": "7", "eight": "8", "nine": "9", "ten": "10"}
-VQA_ARTICLES = ("a", "an", "the")
-VQA_PUNCT = [";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!"]
-_PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
-_COMMA_STRIP = re.compile(r"(\d)(\,)(\d)")
-
-def vqa_process_punctuation(text:str) -> str:
-    "The official `processPunctuation` (punctuation dropped or spaced, periods not before a digit deleted)."
-    out = text
-    for p in VQA_PUNCT:
-        if (p + " " in text or " " + p in text) or _COMMA_STRIP.search(text) is not None: out = out.replace(p, "")
-        else: out = out.replace(p, " ")
-    return _PERIOD_STRIP.sub("", out, int(re.UNICODE))  # sic: the official code passes re.UNICODE (32) as `count`
-
-def vqa_process_digit_article(text:str) -> str:
-    "The official `processDigitArticle` (lower-case, number words to digits, no articles, contractions restored)."
-    words = [VQA_NUMBER_WORDS.get(w, w) for w in text.lower().split()]
-    words = [w for w in words if w not in VQA_ARTICLES]
-    return " ".join(VQA_CONTRACTIONS.get(w, w) for w in words)
-
-def normalize_vqa_answer(text:str) -> str:
-    "Both official normalisation steps, after the whitespace clean-up."
-    return vqa_process_digit_article(vqa_process_punctuation(text.replace("\n", " ").replace("\t", " ").strip()))
-
-def vqa_accuracy(prediction:str, answers:list[str]) -> float:
-    "VQA soft accuracy of `prediction` against the human `answers` (normally ten), exactly as the official `vqaEval.py`."
-    if not answers: raise ValueError("vqa_accuracy needs at least one reference answer")
-    answers = [a.replace("\n", " ").replace("\t", " ").strip() for a in answers]
-    pred = prediction.replace("\n", " ").replace("\t", " ").strip()
-    if len(set(answers)) > 1:
-        answers = [vqa_process_digit_article(vqa_process_punctuation(a)) for a in answers]
-        pred = vqa_process_digit_article(vqa_process_punctuation(pred))
-    accs = [min(1.0, sum(a == pred for j, a in enumerate(answers) if j != i) / 3) for i in range(len(answers))]
-    return sum(accs) / len(accs)
-
-# %% ../nbs/04_evaluate.ipynb #d2130bd8
-def vqa_answers_from_reference(reference:str|list[str], n:int=10) -> list[str]:
-    "Human answers for `vqa_accuracy`: a list of answers as is, a single reference replicated to `n` unanimous annotators."
-    if isinstance(reference, str): return [reference] * n
-    return list(reference) if len(reference) > 1 else [reference[0]] * n
-
-def exact_match(prediction:str, references:list[str]) -> float:
-    "1.0 if the VQA-normalised prediction equals any VQA-normalised reference, else 0.0."
-    p = normalize_vqa_answer(prediction)
-    return float(any(p == normalize_vqa_answer(r) for r in references))
-
-# %% ../nbs/04_evaluate.ipynb #f5040e68
-CAPTION_METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
-PTB_PUNCTUATION = {"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--", "...", ";"}
-JAVA_MISSING = ("caption metrics need Java: the official COCO caption evaluation runs the Stanford PTB tokenizer and "
-    "METEOR 1.5 on the JVM, and no `java` was found on PATH. Install a Java runtime (e.g. `apt-get install "
-    "default-jre-headless` or `conda install -c conda-forge openjdk`) and run again. Without Java you can pass "
-    "tokenizer='simple' (option `caption_tokenizer: simple`): BLEU, ROUGE-L and CIDEr are then computed on a regex "
-    "tokenisation (lower-case words, punctuation dropped), which splits hyphens, possessives and numbers differently "
-    "from PTB, so the scores shift and are NOT comparable with published COCO numbers; METEOR is left out.")
-
-def _pycoco_dir() -> Path:
-    import pycocoevalcap
-    return Path(list(pycocoevalcap.__path__)[0])
-
-def java_available() -> bool:
-    "Whether a `java` executable is on PATH."
-    return shutil.which("java") is not None
-
-def ptb_tokenize(texts:list[str]) -> list[str]:
-    "Tokenise `texts` exactly as `pycocoevalcap.PTBTokenizer` does (lower-cased, punctuation tokens removed)."
-    if not java_available(): raise RuntimeError(JAVA_MISSING)
-    if not texts: return []
-    jar = _pycoco_dir() / "tokenizer" / "stanford-corenlp-3.4.1.jar"
-    cmd = ["java", "-cp", str(jar), "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines", "-lowerCase"]
-    p = subprocess.run(cmd, input="\n".join(t.replace("\n", " ") for t in texts).encode(), capture_output=True)
-    if p.returncode != 0: raise RuntimeError(f"the PTB tokenizer failed: {p.stderr.decode(errors='replace')[-500:]}")
-    lines = p.stdout.decode().split("\n")
-    return [" ".join(w for w in line.rstrip().split(" ") if w not in PTB_PUNCTUATION) for line in lines[:len(texts)]]
-
-def simple_tokenize(texts:list[str]) -> list[str]:
-    "The Java-free fallback: lower-cased word tokens, punctuation dropped (not PTB; scores are not comparable)."
-    return [" ".join(re.findall(r"[a-z0-9]+(?:'[a-z]+)?", t.lower())) for t in texts]
-
-# %% ../nbs/04_evaluate.ipynb #e6179377
-_METEOR = None
-
-def meteor_scorer():
-    "The official METEOR 1.5 scorer, started once per process (loading its paraphrase table takes ~20 s, so it is reused)."
-    global _METEOR
-    if not java_available(): raise RuntimeError(JAVA_MISSING)
-    if _METEOR is None or _METEOR.meteor_p.poll() is not None:
-        from pycocoevalcap.meteor.meteor import Meteor
-        _METEOR = Meteor()
-    return _METEOR
-
-def _check_caption_inputs(predictions:dict, references:dict):
-    missing = [k for k in predictions if k not in references]
-    if missing: raise ValueError(f"caption_metrics: no references for id(s) {missing[:5]}; every prediction id needs references")
-    empty = [k for k in predictions if not references[k]]
-    if empty: raise ValueError(f"caption_metrics: empty reference list for id(s) {empty[:5]}")
-    if not predictions: raise ValueError("caption_metrics: no predictions to score")
-
-def caption_scores(predictions:dict[str, str], references:dict[str, list[str]], tokenizer:str="ptb", spice:bool=False) -> dict:
-    "Corpus scores, per-item scores and BLEU sufficient statistics (what the bootstrap needs) for `caption_metrics`."
-    from pycocoevalcap.bleu.bleu_scorer import BleuScorer
-    from pycocoevalcap.rouge.rouge import Rouge
-    from pycocoevalcap.cider.cider import Cider
-    _check_caption_inputs(predictions, references)
-    ids = list(predictions)
-    refs = {k: [r if isinstance(r, str) else str(r) for r in references[k]] for k in ids}
-    if tokenizer not in ("ptb", "simple"): raise ValueError(f"tokenizer must be 'ptb' or 'simple', got {tokenizer!r}")
-    tok = ptb_tokenize if tokenizer == "ptb" else simple_tokenize
-    flat = [predictions[k] for k in ids] + [r for k in ids for r in refs[k]]
-    toks = tok(flat)
-    res, gts, i = {}, {}, len(ids)
-    for j, k in enumerate(ids):
-        res[k] = [toks[j]]
-        gts[k] = toks[i:i + len(refs[k])]; i += len(refs[k])
-    corpus, per_item = {}, {}
-    bleu = BleuScorer(n=4)
-    for k in ids: bleu += (res[k][0], gts[k])
-    b, b_items = bleu.compute_score(option="closest", verbose=0)
-    for n in range(4): corpus[f"BLEU-{n+1}"], per_item[f"BLEU-{n+1}"] = b[n], np.array(b_items[n])
-    stats = np.array([[c["testlen"], bleu._single_reflen(c["reflen"], "closest", c["testlen"]), *c["guess"], *c["correct"]]
-                      for c in bleu.ctest], dtype=float)
-    if tokenizer == "ptb":
-        corpus["METEOR"], s = meteor_scorer().compute_score(gts, res)
-        per_item["METEOR"] = np.array(s, dtype=float)
-    corpus["ROUGE-L"], s = Rouge().compute_score(gts, res); per_item["ROUGE-L"] = np.asarray(s, dtype=float)
-    corpus["CIDEr"], s = Cider().compute_score(gts, res); per_item["CIDEr"] = np.asarray(s, dtype=float)
-    if spice: corpus["SPICE"], per_item["SPICE"] = _spice(gts, res)
-    return {"ids": ids, "corpus": {k: float(v) for k, v in corpus.items()}, "per_item": per_item, "bleu_stats": stats}
-
-def _spice(gts, res):
-    lib = _pycoco_dir() / "spice" / "lib"
-    if not java_available(): raise RuntimeError(JAVA_MISSING)
-    if not (lib / "stanford-corenlp-3.6.0.jar").exists() or not (lib / "stanford-corenlp-3.6.0-models.jar").exists():
-        raise RuntimeError(f"SPICE needs Stanford CoreNLP 3.6.0, which pycocoevalcap downloads on first use (about 1 GB) and "
-            f"which is not in {lib}. Offline, copy stanford-corenlp-3.6.0.jar and stanford-corenlp-3.6.0-models.jar there, "
-            "or leave SPICE off (option `spice: false`, the default): the other caption metrics do not need it.")
-    from pycocoevalcap.spice.spice import Spice
-    score, items = Spice().compute_score(gts, res)
-    return score, np.array([float(d["All"]["f"]) for d in items])
-
-def caption_metrics(predictions:dict[str, str], references:dict[str, list[str]], tokenizer:str="ptb", spice:bool=False) -> dict:
-    "BLEU-1..4, METEOR, ROUGE-L and CIDEr of `predictions` (id -> caption) against `references` (id -> captions), as the COCO caption evaluation computes them."
-    return caption_scores(predictions, references, tokenizer, spice)["corpus"]
-
-# %% ../nbs/04_evaluate.ipynb #b357886a
-def mean_statistic(x:np.ndarray) -> np.ndarray:
-    "Mean over the item axis of resampled per-item scores `(n_boot, n)`, ignoring NaN (failed) items."
-    return np.nanmean(x, axis=1)
-
-def bleu_from_stats(totals:np.ndarray) -> np.ndarray:
-    "BLEU-1..4 from summed statistics `[testlen, reflen, guess1-4, correct1-4]` (last axis), as `pycocoevalcap` computes them."
-    small, tiny = 1e-9, 1e-15
-    prec = (totals[..., 6:10] + tiny) / (totals[..., 2:6] + small)
-    bleus = np.cumprod(prec, axis=-1) ** (1.0 / np.arange(1, 5))
-    ratio = (totals[..., 0] + tiny) / (totals[..., 1] + small)
-    bp = np.where(ratio < 1, np.exp(1 - 1 / np.minimum(ratio, 1)), 1.0)
-    return bleus * bp[..., None]
-
-def bleu_statistic(n:int):
-    "A bootstrap statistic: corpus BLEU-`n` of resampled BLEU statistics `(n_boot, items, 10)`."
-    return lambda x: bleu_from_stats(x.sum(axis=1))[..., n - 1]
-
-def ratio_statistic(x:np.ndarray) -> np.ndarray:
-    "Sum of column 0 over sum of column 1 of resampled pairs `(n_boot, items, 2)`, NaN rows ignored (the judge's relative score)."
-    return np.nansum(x[..., 0], axis=1) / np.nansum(x[..., 1], axis=1)
-
-def _resampled(values, statistic, n_boot:int, seed:int, others=()):
-    "Yield the statistic of `values` (and of each of `others`, on the same indices) over `n_boot` resamples."
-    x = np.asarray(values, dtype=float); n = len(x)
-    if n == 0: raise ValueError("cannot bootstrap an empty set of scores")
-    rng, stat = np.random.default_rng(seed), statistic or mean_statistic
-    chunk = max(1, min(n_boot, 2_000_000 // max(1, x.size)))
-    out = [[] for _ in range(1 + len(others))]
-    for start in range(0, n_boot, chunk):
-        idx = rng.integers(0, n, (min(chunk, n_boot - start), n))
-        for o, v in zip(out, (x, *others)): o.append(stat(np.asarray(v, dtype=float)[idx]))
-    return [np.concatenate(o) for o in out]
-
-def point_estimate(values, statistic=None) -> float:
-    "The statistic on the full set of items (no resampling)."
-    x = np.asarray(values, dtype=float)
-    return float((statistic or mean_statistic)(x[None])[0])
-
-def bootstrap_ci(values, statistic=None, n_boot:int=1000, confidence:float=0.95, seed:int=0) -> tuple[float, float]:
-    "Percentile bootstrap interval of `statistic` (default: the mean) over per-item `values`."
-    (boots,) = _resampled(values, statistic, n_boot, seed)
-    lo, hi = np.nanpercentile(boots, [50 * (1 - confidence), 50 * (1 + confidence)])
-    return float(lo), float(hi)
-
-def paired_bootstrap_pvalue(a, b, statistic=None, n_boot:int=1000, seed:int=0) -> float:
-    "Two-sided paired bootstrap p-value that `statistic(b) - statistic(a)` is 0; `a` and `b` score the same items in the same order."
-    if len(a) != len(b): raise ValueError(f"paired test needs the same items for both models ({len(a)} != {len(b)})")
-    ba, bb = _resampled(a, statistic, n_boot, seed, others=(b,))
-    d = bb - ba; d = d[~np.isnan(d)]
-    d[np.abs(d) < 1e-12] = 0.0   # float noise of identical scores is no difference
-    if len(d) == 0: return 1.0
-    below, above = (d <= 0).sum(), (d >= 0).sum()
-    return float(min(1.0, 2 * (min(below, above) + 1) / (len(d) + 1)))
-
-# %% ../nbs/04_evaluate.ipynb #10bf37a4
-def _text_features():
-    import datasets
-    return datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Sequence(datasets.Value("string"))})
-
-class VQAAccuracy(hf_evaluate.Metric):
-    "The official VQA soft accuracy (a single reference counts as ten unanimous annotators)."
-    def _info(self):
-        return hf_evaluate.MetricInfo(description=self.__doc__, citation="Antol et al., VQA: Visual Question Answering, ICCV 2015",
-                                      inputs_description="predictions: answers; references: human answers per question", features=_text_features())
-    def _compute(self, predictions, references):
-        return {"vqa_accuracy": float(np.mean([vqa_accuracy(p, vqa_answers_from_reference(r)) for p, r in zip(predictions, references)]))}
-
-class ExactMatch(hf_evaluate.Metric):
-    "Exact match after the VQA answer normalisation."
-    def _info(self):
-        return hf_evaluate.MetricInfo(description=self.__doc__, citation="", inputs_description="predictions: str; references: list[str]",
-                                      features=_text_features())
-    def _compute(self, predictions, references):
-        return {"exact_match": float(np.mean([exact_match(p, r) for p, r in zip(predictions, references)]))}
-
-class CocoCaption(hf_evaluate.Metric):
-    "BLEU-1..4, METEOR, ROUGE-L and CIDEr as the COCO caption evaluation computes them (PTB tokenizer, needs Java)."
-    def _info(self):
-        return hf_evaluate.MetricInfo(description=self.__doc__, citation="Chen et al., Microsoft COCO Captions, 2015",
-                                      inputs_description="predictions: captions; references: reference captions per item", features=_text_features())
-    def _compute(self, predictions, references):
-        return caption_metrics({str(i): p for i, p in enumerate(predictions)}, {str(i): list(r) for i, r in enumerate(references)})
-
-METRIC_MODULES = {"vqa_accuracy": VQAAccuracy, "exact_match": ExactMatch, "coco_caption": CocoCaption}
-
-def load_metric(name:str, **kw) -> hf_evaluate.EvaluationModule:
-    "An `evaluate` module of this package by name: `vqa_accuracy`, `exact_match` or `coco_caption`."
-    if name not in METRIC_MODULES: raise ValueError(f"unknown metric {name!r}; choose one of: {', '.join(METRIC_MODULES)}")
-    return METRIC_MODULES[name](keep_in_memory=True, **kw)
-
-# %% ../nbs/04_evaluate.ipynb #d9a6c442
+# %% ../nbs/04_evaluate.ipynb #3515fbac
 SHORT_ANSWER_TYPES = ("colour", "count", "position", "existence")
 
 def _answer_type(meta:dict, k:int):
@@ -300,10 +35,12 @@ def _answer_type(meta:dict, k:int):
     if isinstance(ats, list) and k < len(ats): return ats[k]
     return meta.get("answer_type")
 
+# %% ../nbs/04_evaluate.ipynb #57f219f7
 def _is_caption(meta:dict, answer_type) -> bool:
     task = str(meta.get("task") or "").lower()
     return answer_type == "description" or "caption" in task or "descri" in task
 
+# %% ../nbs/04_evaluate.ipynb #ea1006a3
 def make_items(records:list[dict]) -> list[dict]:
     "One evaluation item per assistant turn of each record (see above for ids, kinds and references)."
     items = []
@@ -320,71 +57,7 @@ def make_items(records:list[dict]) -> list[dict]:
                           "references": refs, "kind": kind, "answer_type": at})
     return items
 
-# %% ../nbs/04_evaluate.ipynb #d722a92d
-def pick_device(device:str="auto") -> str:
-    "`auto` is the GPU when there is one, else the CPU."
-    import torch
-    if device != "auto": return device
-    return "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-
-def is_adapter_dir(path) -> bool:
-    "Whether `path` holds a PEFT adapter (an `adapter_config.json`)."
-    return path is not None and (Path(path) / "adapter_config.json").is_file()
-
-def load_vlm(model:str|None, adapter:str|None=None, device:str="auto", dtype:str="auto"):
-    "`(model, processor)` for a base checkpoint, plus a PEFT adapter if given (its base is read from the adapter when `model` is None)."
-    import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-    if adapter is not None and not is_adapter_dir(adapter):
-        raise FileNotFoundError(f"adapter {str(adapter)!r} has no adapter_config.json: pass a directory saved by PEFT (the train stage's output)")
-    if model is None and adapter is not None: model = adapter_base(adapter)
-    if model is None: raise ConfigError("evaluate needs --model (a base model path or hub id) or --adapter")
-    dev = pick_device(device)
-    dt = torch_dtype(dtype, dev)  # the same `auto` as training: fp16 on GPUs without bf16
-    has_proc = adapter is not None and any((Path(adapter) / f).is_file() for f in ("processor_config.json", "tokenizer_config.json"))
-    processor = AutoProcessor.from_pretrained(adapter if has_proc else model)
-    m = AutoModelForImageTextToText.from_pretrained(model, dtype=dt)
-    if adapter is not None:
-        from peft import PeftModel
-        m = PeftModel.from_pretrained(m, adapter)
-    return m.to(dev).eval(), processor
-
-def _prompt(processor, item:dict) -> str:
-    msgs = to_messages({"id": item["id"], "image": item["image"], "conversations": item["context"]})["messages"]
-    return processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
-
-def generate_answers(model, processor, items:list[dict], image_root, batch_size:int=8, max_new_tokens:int=64,
-                     num_beams:int=1, desc:str="generate", show_progress:bool=True) -> list[str]:
-    "Answers of `model` to `items`, in item order: batched, left-padded, greedy (or beam search with `num_beams` > 1)."
-    import torch
-    from PIL import Image
-    tok = getattr(processor, "tokenizer", processor)
-    prompts = [_prompt(processor, it) for it in items]
-    order = sorted(range(len(items)), key=lambda i: len(prompts[i]))
-    answers, side = [None] * len(items), tok.padding_side
-    tok.padding_side = "left"
-    dev = next(model.parameters()).device
-    try:
-        with progress(total=len(items), desc=desc, unit="item", disable=not show_progress) as bar:
-            for s in range(0, len(order), batch_size):
-                idx = order[s:s + batch_size]
-                images = []
-                for i in idx:
-                    with Image.open(resolve_image(image_root, items[i]["image"], check_exists=True, rid=items[i]["id"])) as im:
-                        images.append([im.convert("RGB")])
-                inputs = processor(images=images, text=[prompts[i] for i in idx], return_tensors="pt", padding=True).to(dev)
-                with torch.inference_mode():
-                    out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=num_beams,
-                                         pad_token_id=tok.pad_token_id)
-                texts = tok.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-                for i, t in zip(idx, texts): answers[i] = t.strip()
-                bar.update(len(idx))
-    finally: tok.padding_side = side
-    return answers
-
-# %% ../nbs/04_evaluate.ipynb #78bbf11a
-HEADLINE_METRICS = ("vqa_accuracy", "exact_match", *CAPTION_METRICS, "SPICE", "judge_relative")
-
+# %% ../nbs/04_evaluate.ipynb #7dad3ffe
 def score_model(items:list[dict], predictions:list[str], judge:np.ndarray|None=None, caption_tokenizer:str="ptb", spice:bool=False) -> dict:
     "Metric values, bootstrap inputs, per-answer-type groups and per-item scores of `predictions` (aligned with `items`)."
     if len(items) != len(predictions): raise ValueError(f"{len(predictions)} predictions for {len(items)} items")
@@ -422,12 +95,14 @@ def score_model(items:list[dict], predictions:list[str], judge:np.ndarray|None=N
     if judge is not None: counts["n_judged"] = int((~np.isnan(np.asarray(judge, dtype=float)[text, 0])).sum()) if text else 0
     return {"values": values, "samples": samples, "by_type": {k: np.array(v) for k, v in by_type.items()}, "item_scores": item_scores, "counts": counts}
 
+# %% ../nbs/04_evaluate.ipynb #3b424d3c
 def _ci(values, stat, point, n_boot, confidence, seed, shifted=False):
     lo, hi = bootstrap_ci(values, stat, n_boot, confidence, seed)
     if shifted:  # centre the spread of the per-item mean on the pooled corpus score
         mean = point_estimate(values, stat); lo, hi = point + lo - mean, point + hi - mean
     return [round(lo, 6), round(hi, 6)]
 
+# %% ../nbs/04_evaluate.ipynb #486d7672
 def summarize_scores(scores:dict, n_boot:int=1000, confidence:float=0.95, seed:int=0) -> dict:
     "The JSON summary of one model: metric values, their bootstrap intervals under `ci`, VQA accuracy per answer type."
     out = {m: round(scores["values"][m], 6) for m in HEADLINE_METRICS if m in scores["values"]}
@@ -439,6 +114,7 @@ def summarize_scores(scores:dict, n_boot:int=1000, confidence:float=0.95, seed:i
     out.update(scores["counts"])
     return out
 
+# %% ../nbs/04_evaluate.ipynb #0424d1be
 def compare_scores(model:dict, baseline:dict, n_boot:int=1000, seed:int=0) -> dict:
     "Per metric, `model` minus `baseline` and the paired bootstrap p-value (both scored on the same items)."
     res = {}
@@ -448,7 +124,7 @@ def compare_scores(model:dict, baseline:dict, n_boot:int=1000, seed:int=0) -> di
             res[m] = {"delta": round(model["values"][m] - baseline["values"][m], 6), "p_value": round(paired_bootstrap_pvalue(a, b, stat, n_boot, seed), 6)}
     return res
 
-# %% ../nbs/04_evaluate.ipynb #2b9a23ac
+# %% ../nbs/04_evaluate.ipynb #c9ae3cb5
 JUDGE_SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."
 JUDGE_RULE = ("We would like to request your feedback on the performance of two AI assistants in response to the user question "
     "displayed above. The user asks the question on observing an image. For your reference, the visual content in the image "
@@ -466,6 +142,7 @@ def judge_messages(item:dict, prediction:str, captions:list[str]|None=None) -> l
             f"[Assistant 2]\n{prediction}\n\n[End of Assistant 2]\n\n[System]\n{JUDGE_RULE}\n\n")
     return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": user}]
 
+# %% ../nbs/04_evaluate.ipynb #5bfd3ddd
 def parse_judge(text:str) -> list[float]:
     "`[reference rating, prediction rating]` from the judge's first line; `ValueError` unless it is two numbers from 1 to 10."
     first = (text or "").strip().split("\n")[0]
@@ -475,10 +152,11 @@ def parse_judge(text:str) -> list[float]:
     if not (1 <= a <= 10 and 1 <= b <= 10): raise ValueError(f"judge ratings out of 1-10: {first[:80]!r}")
     return [a, b]
 
+# %% ../nbs/04_evaluate.ipynb #fcbdf301
 def judge_scores(items:list[dict], predictions:list[str], captions:dict|None=None, *, model:str, base_url:str, ledger_path,
                  api_key_env:str="OPENAI_API_KEY", concurrency:int=4, max_tokens:int=256) -> tuple[np.ndarray, list[dict]]:
     "`(ratings, failures)`: ratings `(n_items, 2)` = [prediction, reference] for judged items, NaN for `vqa` items and failed calls."
-    from vlm_it.autolabel import run_chat_requests
+    from vlm_it.client import run_chat_requests
     todo = [i for i, it in enumerate(items) if it["kind"] != "vqa"]
     reqs = []
     for i in todo:
@@ -493,77 +171,7 @@ def judge_scores(items:list[dict], predictions:list[str], captions:dict|None=Non
         else: failures.append({"id": items[i]["id"], "error": r.get("error") or "unparseable judge answer"})
     return ratings, failures
 
-# %% ../nbs/04_evaluate.ipynb #e55d9b34
-def _figure(w, h):
-    from matplotlib.figure import Figure
-    return Figure(figsize=(w, h), dpi=100, layout="constrained")
-
-def plot_metrics(summaries:dict[str, dict], path) -> Path|None:
-    "Bar charts of the headline metrics, one panel per metric, a bar per model with its confidence interval."
-    names = list(summaries)
-    metrics = [m for m in HEADLINE_METRICS if any(m in s for s in summaries.values())]
-    if not metrics: return None
-    cols = min(4, len(metrics)); rows = math.ceil(len(metrics) / cols)
-    fig = _figure(3.2 * cols, 2.8 * rows)
-    colours = [f"C{i}" for i in range(len(names))]
-    for k, m in enumerate(metrics):
-        ax = fig.add_subplot(rows, cols, k + 1)
-        vals = [summaries[n].get(m, np.nan) for n in names]
-        cis = [summaries[n].get("ci", {}).get(m, [v, v]) for n, v in zip(names, vals)]
-        err = np.array([[max(0, v - lo), max(0, hi - v)] if not np.isnan(v) else [0, 0] for v, (lo, hi) in zip(vals, cis)]).T
-        ax.bar(range(len(names)), vals, yerr=err, color=colours, capsize=4)
-        for x, v in enumerate(vals):
-            if not np.isnan(v): ax.annotate(f"{v:.3f}", (x, v), ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
-        top = max([hi for _, hi in cis if not np.isnan(hi)] + [0.0])
-        ax.set_ylim(0, 1.05 if m not in ("CIDEr", "judge_relative") or top <= 1 else top * 1.15)
-        ax.set_title(m); ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
-    fig.suptitle("Metrics (95% bootstrap intervals)")
-    fig.savefig(path); return Path(path)
-
-def plot_loss(logs:dict[str, list[dict]], path) -> Path|None:
-    "Training loss against step for each adapter with a `log.jsonl` (learning rate on a second axis)."
-    logs = {n: [r for r in rows if isinstance(r.get("loss"), (int, float)) and "step" in r] for n, rows in logs.items()}
-    logs = {n: rows for n, rows in logs.items() if rows}
-    if not logs: return None
-    fig = _figure(6.5, 3.5); ax = fig.add_subplot(1, 1, 1); ax2 = None
-    for i, (n, rows) in enumerate(logs.items()):
-        ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], color=f"C{i}", label=f"{n} loss")
-        lr = [(r["step"], r["learning_rate"]) for r in rows if isinstance(r.get("learning_rate"), (int, float))]
-        if lr:
-            ax2 = ax2 or ax.twinx()
-            ax2.plot(*zip(*lr), color=f"C{i}", ls=":", alpha=0.6, label=f"{n} learning rate"); ax2.set_ylabel("learning rate")
-    ax.set_xlabel("step"); ax.set_ylabel("training loss"); ax.set_title("Training loss"); ax.legend(loc="upper right", fontsize=8)
-    fig.savefig(path); return Path(path)
-
-def funnel_steps(report:dict) -> list[tuple[str, int]]:
-    "`[(step, records left)]` from the filter stage's report (`total`, then `rules: {rule: {remaining}}` in order), or from a `funnel` list/mapping."
-    rules = report.get("rules")
-    if isinstance(rules, dict) and all(isinstance(r, dict) and "remaining" in r for r in rules.values()):
-        return ([("input", int(report["total"]))] if "total" in report else []) + [(n, int(r["remaining"])) for n, r in rules.items()]
-    f = report.get("funnel", report)
-    out = []
-    if isinstance(f, dict): return [(str(k), int(v)) for k, v in f.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    for row in f if isinstance(f, list) else []:
-        if isinstance(row, (list, tuple)) and len(row) == 2: out.append((str(row[0]), int(row[1])))
-        elif isinstance(row, dict):
-            name = next((row[k] for k in ("name", "stage", "step", "filter") if k in row), None)
-            n = next((row[k] for k in ("kept", "remaining", "count", "n", "records") if k in row), None)
-            if name is not None and isinstance(n, (int, float)): out.append((str(name), int(n)))
-    return out
-
-def plot_funnel(steps:list[tuple[str, int]], path) -> Path|None:
-    "The filter stage's funnel chart, drawn from `[(step, records left)]` (the first step is the input)."
-    if not steps: return None
-    from vlm_it.filtering import plot_funnel as draw_funnel  # one funnel drawing for the filter stage and the report
-    (_, total), rest = steps[0], steps[1:]
-    rows = [(name, prev - n, n) for (name, n), (_, prev) in zip(rest, steps[:-1])]
-    return draw_funnel(rows, total, path, title="Data filter funnel")
-
-def _short(text, n=160):
-    import textwrap
-    text = " ".join("".join(ch if ch.isprintable() else " " for ch in str(text)).split())
-    return textwrap.fill(text if len(text) <= n else text[:n - 1] + "…", 70)
-
+# %% ../nbs/04_evaluate.ipynb #2fc4eb46
 def select_samples(scores:list[float], k:int=4) -> tuple[list[int], list[int]]:
     "Indices of the `k` best and `k` worst items by score (worst excludes the best; ties keep item order)."
     order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
@@ -571,29 +179,13 @@ def select_samples(scores:list[float], k:int=4) -> tuple[list[int], list[int]]:
     worst = [i for i in sorted(range(len(scores)), key=lambda i: (scores[i], i)) if i not in best][:k]
     return best, worst
 
-def plot_gallery(items:list[dict], predictions:dict[str, list[str]], scores:list[float], picks:list[tuple[str, int]], image_root, path) -> Path|None:
-    "One row per picked item: its thumbnail, question, reference and every model's answer."
-    from PIL import Image
-    if not picks: return None
-    fig = _figure(10, 1.5 * len(picks))
-    gs = fig.add_gridspec(len(picks), 2, width_ratios=[1, 5])
-    for r, (label, i) in enumerate(picks):
-        it, ax = items[i], fig.add_subplot(gs[r, 0])
-        try:
-            with Image.open(resolve_image(image_root, it["image"])) as im: im = im.convert("RGB"); im.thumbnail((160, 160)); ax.imshow(im)
-        except (OSError, ValueError): pass
-        ax.set_xticks([]); ax.set_yticks([])
-        tx = fig.add_subplot(gs[r, 1]); tx.axis("off")
-        lines = [f"[{label}, score {scores[i]:.2f}] {it['id']}", "Q: " + _short(it["question"], 120), "Ref: " + _short(it["references"][0], 120)]
-        lines += [f"{n}: " + _short(p[i], 120) for n, p in predictions.items()]
-        tx.text(0, 1, "\n".join(lines), va="top", fontsize=8, family="monospace", wrap=True)
-    fig.savefig(path); return Path(path)
-
-# %% ../nbs/04_evaluate.ipynb #eb5d5b59
+# %% ../nbs/04_evaluate.ipynb #d69423c2
 def _fmt(v): return "–" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
+# %% ../nbs/04_evaluate.ipynb #0fd7d335
 def _md_escape(s, n=120): return _short(s, n).replace("\n", " ").replace("|", "\\|")
 
+# %% ../nbs/04_evaluate.ipynb #49b6603c
 def render_report(metrics:dict, figures:dict[str, str], samples:list[dict]) -> str:
     "The Markdown report: settings, metric tables with intervals, comparisons, per-answer-type accuracy, figures, samples."
     models, L = metrics["models"], []
@@ -644,7 +236,7 @@ def render_report(metrics:dict, figures:dict[str, str], samples:list[dict]) -> s
           "- Judge: LLaVA-Bench relative score (prediction rating / reference rating); failed judge calls are excluded and counted."]
     return "\n".join(L) + "\n"
 
-# %% ../nbs/04_evaluate.ipynb #f87e5ac8
+# %% ../nbs/04_evaluate.ipynb #253b6066
 @dataclass
 class EvalConfig:
     "Options of `vlm-it evaluate`."
@@ -673,6 +265,7 @@ class EvalConfig:
     judge_concurrency: int = opt(4, "judge requests in flight at once")
     judge_max_tokens: int = opt(256, "longest judge answer, in tokens")
 
+# %% ../nbs/04_evaluate.ipynb #cf821a6b
 def model_specs(cfg:EvalConfig) -> list[tuple[str, str|None, str|None]]:
     "`[(name, model, adapter)]`: the evaluated model first, then each `--compare` entry."
     base = cfg.model
@@ -691,11 +284,13 @@ def model_specs(cfg:EvalConfig) -> list[tuple[str, str|None, str|None]]:
         out.append((n if k == 1 else f"{n}-{k}", m, a))
     return out
 
+# %% ../nbs/04_evaluate.ipynb #d7939407
 def _find_filter_report(cfg:EvalConfig) -> dict|None:
     p = Path(cfg.filter_report) if cfg.filter_report else Path(cfg.data).parent / FILTER_REPORT
     if cfg.filter_report and not p.is_file(): raise FileNotFoundError(f"filter_report {str(p)!r} not found")
     return read_json(p) if p.is_file() else None
 
+# %% ../nbs/04_evaluate.ipynb #55ec7fb2
 def evaluate_model(cfg:EvalConfig) -> dict:
     "Generate answers with every model, score them, and write predictions.jsonl, metrics.json, report.md and plots to `output_dir`."
     for f in ("data", "output_dir"):

@@ -6,28 +6,31 @@ Docs: https://vlm-it.github.io/vlm-it/filter.html.md"""
 
 # %% ../nbs/02_filter.ipynb #3fddcf87
 from __future__ import annotations
-import dataclasses, difflib, hashlib, io, json, re, time
+import dataclasses, difflib, hashlib, json, re, time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from .core import (opt, get_logger, progress, load_records, resolve_image, validate_record, write_json, write_jsonl,
-    atomic_write, read_jsonl, config_to_dict, stable_id, ConfigError, RecordError, IMAGE_TOKEN, HUMAN,
-    ANNOTATIONS_FILE, REJECTED_FILE, FILTER_REPORT)
-from .tiny import COCO_CATEGORIES, COLOURS
+from .core import (ANNOTATIONS_FILE, COCO_CATEGORIES, COLOURS, ConfigError, FILTER_REPORT, HUMAN, IMAGE_TOKEN,
+    REJECTED_FILE, RecordError, config_to_dict, get_logger, load_records, opt, progress, read_jsonl, resolve_image,
+    stable_id, validate_record, write_json, write_jsonl)
+from .images import IMAGE_EXTS, hamming_to_nearest, image_hash
+from .models import clip_scores
+from .plots import plot_funnel
+
+log = get_logger("filtering")
 
 # %% auto #0
-__all__ = ['ALL_RULES', 'DEFAULT_RULES', 'FILTER_FUNNEL', 'JUDGE_LEDGER', 'REFUSAL_PATTERNS', 'ALIASES', 'NUMBER_WORDS',
-           'NEGATION', 'IMAGE_EXTS', 'JUDGE_SYSTEM', 'RULES', 'PHASES', 'FilterConfig', 'passed', 'failed', 'skipped',
-           'is_usable', 'qa_pairs', 'normalize', 'meta_of', 'per_record', 'check_format', 'load_tokenizer',
-           'answer_length', 'check_length', 'refusal_regex', 'check_refusal', 'most_repeated_ngram', 'echo_ratio',
-           'check_degenerate', 'Vocab', 'build_vocab', 'mentions', 'sentences', 'as_number', 'count_claims',
-           'check_grounding', 'image_hash', 'hamming_to_nearest', 'eval_image_paths', 'check_contamination', 'shingles',
-           'check_duplicates', 'load_clip', 'clip_scores', 'check_clip_score', 'make_tiny_clip', 'judge_messages',
-           'parse_judge_score', 'check_llm_judge', 'run_rules', 'funnel_counts', 'plot_funnel', 'check_image_root',
+__all__ = ['log', 'ALL_RULES', 'DEFAULT_RULES', 'FILTER_FUNNEL', 'JUDGE_LEDGER', 'REFUSAL_PATTERNS', 'ALIASES', 'NUMBER_WORDS',
+           'NEGATION', 'REVIEW_SYSTEM', 'RULES', 'PHASES', 'FilterConfig', 'passed', 'failed', 'skipped', 'is_usable',
+           'qa_pairs', 'normalize', 'meta_of', 'per_record', 'check_format', 'load_tokenizer', 'answer_length',
+           'check_length', 'refusal_regex', 'check_refusal', 'most_repeated_ngram', 'echo_ratio', 'check_degenerate',
+           'Vocab', 'build_vocab', 'mentions', 'sentences', 'as_number', 'count_claims', 'check_grounding',
+           'eval_image_paths', 'check_contamination', 'shingles', 'check_duplicates', 'check_clip_score',
+           'review_messages', 'parse_judge_score', 'check_llm_judge', 'run_rules', 'funnel_counts', 'check_image_root',
            'filter_annotations', 'strip_verdicts', 'all_records']
 
-# %% ../nbs/02_filter.ipynb #900bd64d
+# %% ../nbs/02_filter.ipynb #5a99c785
 ALL_RULES = ["format", "length", "refusal", "degenerate", "grounding", "contamination", "duplicates", "clip_score", "llm_judge"]
 DEFAULT_RULES = ALL_RULES[:7]
 FILTER_FUNNEL = "filter_funnel.png"
@@ -84,39 +87,45 @@ class FilterConfig:
     judge_on_error: str = opt("keep", "llm_judge: what to do with a record the judge could not score: keep or drop")
     judge_ledger: str = opt(None, "llm_judge: cache of judge replies (default: OUTPUT/judge_ledger.jsonl)")
 
-# %% ../nbs/02_filter.ipynb #40fa36bd
+# %% ../nbs/02_filter.ipynb #b4e6987f
 def passed(why:str|None=None, value=None) -> dict:
     "Verdict of a rule the record passes."
     return {"ok": True, **({"why": why} if why else {}), **({"value": value} if value is not None else {})}
 
+# %% ../nbs/02_filter.ipynb #af6ffa76
 def failed(why:str, value=None) -> dict:
     "Verdict of a rule the record fails (it is dropped)."
     return {"ok": False, "why": why, **({"value": value} if value is not None else {})}
 
+# %% ../nbs/02_filter.ipynb #6b46c401
 def skipped(why:str) -> dict:
     "Verdict of a rule that does not apply to the record."
     return {"ok": None, "why": why}
 
+# %% ../nbs/02_filter.ipynb #aad51fc3
 def is_usable(rec) -> bool:
     "True when `rec` has a list of turns with text, so that content rules can read it (format decides whether it is valid)."
     return (isinstance(rec, dict) and isinstance(rec.get("conversations"), list)
             and all(isinstance(t, dict) and isinstance(t.get("value"), str) for t in rec["conversations"]))
 
+# %% ../nbs/02_filter.ipynb #8e2dd256
 def qa_pairs(rec:dict) -> list[tuple[str, str]]:
     "(question, answer) pairs of a record, `<image>` removed."
     vals = [t["value"].replace(IMAGE_TOKEN, "").strip() for t in rec["conversations"]]
     return list(zip(vals[0::2], vals[1::2]))
 
+# %% ../nbs/02_filter.ipynb #ba02462c
 def normalize(text:str) -> str:
     "Lower-case words without punctuation, single-spaced (curly apostrophes made straight)."
     text = text.lower().replace("\u2019", "'").replace(IMAGE_TOKEN, " ")
     return " ".join(re.findall(r"[a-z0-9']+", text))
 
+# %% ../nbs/02_filter.ipynb #bd9a2351
 def meta_of(rec) -> dict:
     m = rec.get("meta") if isinstance(rec, dict) else None
     return m if isinstance(m, dict) else {}
 
-# %% ../nbs/02_filter.ipynb #eab6fbe2
+# %% ../nbs/02_filter.ipynb #af40212f
 def per_record(check):
     "Lift `check(rec, cfg) -> verdict` to a rule over a list of records."
     def rule(records, cfg, todo):
@@ -124,7 +133,7 @@ def per_record(check):
     rule.__name__, rule.__doc__ = check.__name__, check.__doc__
     return rule
 
-# %% ../nbs/02_filter.ipynb #121bed88
+# %% ../nbs/02_filter.ipynb #05b65ff1
 def check_format(records:list, cfg:FilterConfig, todo:list[bool]) -> list[dict]:
     "Schema of each record, an answer last, unique ids, and the image present under `image_root`."
     out, seen = [], set()
@@ -138,7 +147,7 @@ def check_format(records:list, cfg:FilterConfig, todo:list[bool]) -> list[dict]:
         except RecordError as e: out.append(failed(re.sub(r"^record .*?: ", "", str(e))))
     return out
 
-# %% ../nbs/02_filter.ipynb #80c92f6f
+# %% ../nbs/02_filter.ipynb #20a1d96f
 @lru_cache(maxsize=4)
 def load_tokenizer(name:str):
     "A tokenizer from a tokenizer, model or processor folder (or hub id)."
@@ -150,10 +159,12 @@ def load_tokenizer(name:str):
             return AutoProcessor.from_pretrained(name).tokenizer
         except Exception: raise ConfigError(f"cannot load a tokenizer from tokenizer={name!r} ({e}); give a tokenizer or model folder") from None
 
+# %% ../nbs/02_filter.ipynb #fc9d89b3
 def answer_length(text:str, tokenizer=None) -> int:
     "Length of `text` in tokens of `tokenizer` (special tokens not added), or in words."
     return len(tokenizer(text, add_special_tokens=False)["input_ids"]) if tokenizer is not None else len(text.split())
 
+# %% ../nbs/02_filter.ipynb #db756fd6
 def check_length(rec:dict, cfg:FilterConfig) -> dict:
     "Every answer within [min_answer_len, max_answer_len]; no answer truncated by the labeler."
     fr = meta_of(rec).get("finish_reason")
@@ -167,7 +178,7 @@ def check_length(rec:dict, cfg:FilterConfig) -> dict:
         if n > cfg.max_answer_len: return failed(f"answer {i+1} has {n} {unit}, more than {cfg.max_answer_len}", n)
     return passed(value=max(lens, default=0))
 
-# %% ../nbs/02_filter.ipynb #83e65473
+# %% ../nbs/02_filter.ipynb #e72da13b
 REFUSAL_PATTERNS = [r"\bas an ai\b", r"\bi'?m sorry,? but\b", r"\bi am sorry,? but\b", r"\bi can ?not\b",
     r"\bas a (large )?language model\b", r"\bi am unable to (see|view)\b", r"\bi'?m (unable|not able) to (see|view)\b",
     r"\bi (do not|don't) have (the ability|access) to (see|view)", r"\bi can'?t (see|view) (the |this |any )?image",
@@ -182,6 +193,7 @@ def refusal_regex(extra:tuple[str, ...]=(), builtin:bool=True) -> re.Pattern:
     pats = (REFUSAL_PATTERNS if builtin else []) + list(extra)
     return re.compile("|".join(f"(?:{p})" for p in pats) or r"(?!)", re.IGNORECASE)
 
+# %% ../nbs/02_filter.ipynb #58598e1a
 def check_refusal(rec:dict, cfg:FilterConfig) -> dict:
     "No answer matches a refusal / boilerplate pattern."
     rx = refusal_regex(tuple(cfg.refusal_patterns), cfg.builtin_refusals)
@@ -189,7 +201,7 @@ def check_refusal(rec:dict, cfg:FilterConfig) -> dict:
         if m := rx.search(a.replace("\u2019", "'")): return failed(f"answer {i+1} contains {m.group(0)!r}")
     return passed()
 
-# %% ../nbs/02_filter.ipynb #c7a60ba7
+# %% ../nbs/02_filter.ipynb #e1d4206e
 def most_repeated_ngram(text:str, n:int) -> tuple[str, int]:
     "The word n-gram of `text` that occurs most often, and how often."
     words = normalize(text).split()
@@ -198,12 +210,14 @@ def most_repeated_ngram(text:str, n:int) -> tuple[str, int]:
         g = " ".join(words[i:i+n]); counts[g] = counts.get(g, 0) + 1
     return max(counts.items(), key=lambda kv: kv[1], default=("", 0))
 
+# %% ../nbs/02_filter.ipynb #be166e99
 def echo_ratio(q:str, a:str, at_least:float=0.0) -> float:
     "Similarity (0-1) of two strings; 0 as soon as a cheap upper bound shows it is below `at_least`."
     if not q or not a or 2 * min(len(q), len(a)) / (len(q) + len(a)) < at_least: return 0.0
     sm = difflib.SequenceMatcher(None, q, a)
     return sm.ratio() if sm.quick_ratio() >= at_least else 0.0
 
+# %% ../nbs/02_filter.ipynb #53746200
 def check_degenerate(rec:dict, cfg:FilterConfig) -> dict:
     "No answer loops on an n-gram or repeats its question."
     for i, (q, a) in enumerate(qa_pairs(rec)):
@@ -213,7 +227,7 @@ def check_degenerate(rec:dict, cfg:FilterConfig) -> dict:
         if sim >= cfg.echo_similarity: return failed(f"answer {i+1} repeats its question (similarity {sim:.2f})", round(sim, 3))
     return passed()
 
-# %% ../nbs/02_filter.ipynb #0914990d
+# %% ../nbs/02_filter.ipynb #29f7ea18
 ALIASES = {"person": ["people", "man", "men", "woman", "women", "boy", "girl", "child", "children", "kid", "persons"],
     "bicycle": ["bike"], "motorcycle": ["motorbike"], "airplane": ["plane", "aeroplane"], "couch": ["sofa"],
     "tv": ["television"], "cell phone": ["phone", "mobile phone", "cellphone"], "dining table": ["table"],
@@ -229,6 +243,7 @@ class Vocab:
     names: dict[str, str]
     counts: re.Pattern  # a number, up to two words (not 'of', 'the'), then a term: 'three brown dogs'
 
+# %% ../nbs/02_filter.ipynb #15d42ef7
 def build_vocab(entries:list[str], default:list[str]) -> Vocab:
     "A `Vocab` from `name|alias|...` entries (`default` names, with the built-in aliases, when `entries` is empty)."
     names = {}
@@ -239,14 +254,18 @@ def build_vocab(entries:list[str], default:list[str]) -> Vocab:
     number = r"\b(\d+|" + "|".join(NUMBER_WORDS) + r")\s+(?:(?!of\b|the\b)[a-z]+\s+){0,2}?"
     return Vocab(re.compile(rf"\b({alts})(?:e?s)?\b"), names, re.compile(number + rf"({alts})(?:e?s)?\b"))
 
+# %% ../nbs/02_filter.ipynb #791e094a
 def mentions(text:str, vocab:Vocab) -> set[str]:
     "Canonical names of the vocabulary terms that `text` mentions."
     return {vocab.names[" ".join(m.group(1).split())] for m in vocab.pattern.finditer(text.lower())}
 
+# %% ../nbs/02_filter.ipynb #a0da70d7
 def sentences(text:str) -> list[str]: return [s for s in re.split(r"[.!?;\n]+", text.lower().replace("\u2019", "'")) if s.strip()]
 
+# %% ../nbs/02_filter.ipynb #36f776bf
 def as_number(word:str) -> int: return int(word) if word.isdigit() else NUMBER_WORDS[word]
 
+# %% ../nbs/02_filter.ipynb #1766a0fa
 def count_claims(question:str, answer:str, cats:Vocab) -> list[tuple[str, int, bool]]:
     "`(category, number, exact)` claims of an answer: 'three dogs', or a bare number answering 'How many dogs...'."
     asked = mentions(question, cats) if question.lower().lstrip().startswith("how many") else set()
@@ -256,6 +275,7 @@ def count_claims(question:str, answer:str, cats:Vocab) -> list[tuple[str, int, b
         claims.append((asked.pop(), as_number(m.group(1)), True))
     return claims
 
+# %% ../nbs/02_filter.ipynb #af98f54b
 def check_grounding(rec:dict, cfg:FilterConfig) -> dict:
     "Objects and colours named in answers appear in the captions/objects; counts match the boxes."
     meta = meta_of(rec)
@@ -283,28 +303,12 @@ def check_grounding(rec:dict, cfg:FilterConfig) -> dict:
                     return failed(f"answer {i+1} says {n} {name}(s), but the image has {boxes} {name} box(es)", [n, boxes])
     return passed()
 
+# %% ../nbs/02_filter.ipynb #8e7dcdff
 @lru_cache(maxsize=8)
 def _vocab(categories:tuple, colours:tuple):
     return build_vocab(list(categories), COCO_CATEGORIES), build_vocab(list(colours), COLOURS)
 
-# %% ../nbs/02_filter.ipynb #8b68f783
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-
-def image_hash(path:str|Path, method:str="phash") -> int:
-    "64-bit perceptual hash of an image, as an int."
-    import imagehash
-    from PIL import Image
-    if method not in ("phash", "dhash", "average_hash", "whash"):
-        raise ConfigError(f"hash_method={method!r}; choose one of: phash, dhash, average_hash, whash")
-    with Image.open(path) as im: return int(str(getattr(imagehash, method)(im.convert("RGB"))), 16)
-
-def hamming_to_nearest(hashes:list[int], refs:list[int]):
-    "For each hash, `(index of the nearest ref, its Hamming distance)`."
-    import numpy as np
-    a, b = np.array(hashes, dtype=np.uint64)[:, None], np.array(refs, dtype=np.uint64)[None, :]
-    d = np.bitwise_count(a ^ b)
-    return list(zip(d.argmin(1).tolist(), d.min(1).tolist()))
-
+# %% ../nbs/02_filter.ipynb #3f8445ac
 def eval_image_paths(cfg:FilterConfig) -> list[Path]:
     "Files of the evaluation set named by `eval_images` (a folder, or a records file whose images are under `eval_image_root`)."
     src = Path(cfg.eval_images)
@@ -313,6 +317,7 @@ def eval_image_paths(cfg:FilterConfig) -> list[Path]:
     root = cfg.eval_image_root or src.parent
     return sorted({resolve_image(root, r["image"]) for r in load_records(src, validate=False) if isinstance(r, dict) and r.get("image")})
 
+# %% ../nbs/02_filter.ipynb #fa3ce935
 def check_contamination(records:list, cfg:FilterConfig, todo:list[bool]) -> list[dict]:
     "Training images that are perceptual near-duplicates of an evaluation image are dropped."
     if not cfg.eval_images: return [skipped("no eval_images given") for _ in records]
@@ -341,12 +346,13 @@ def check_contamination(records:list, cfg:FilterConfig, todo:list[bool]) -> list
                    if dist <= cfg.max_hash_distance else passed(value=dist))
     return out
 
-# %% ../nbs/02_filter.ipynb #f2886a44
+# %% ../nbs/02_filter.ipynb #f37ca826
 def shingles(text:str, n:int) -> set[str]:
     "Word n-grams of normalised `text` (the whole text when it is shorter than `n` words)."
     w = normalize(text).split()
     return {" ".join(w[i:i+n]) for i in range(max(1, len(w) - n + 1))}
 
+# %% ../nbs/02_filter.ipynb #0b9652d8
 def check_duplicates(records:list, cfg:FilterConfig, todo:list[bool]) -> list[dict]:
     "Exact and near-duplicate Q/A conversations: the first in input order is kept, later ones are dropped."
     from datasketch import MinHash, MinHashLSH
@@ -374,30 +380,7 @@ def check_duplicates(records:list, cfg:FilterConfig, todo:list[bool]) -> list[di
             kept_mh[str(i)] = (mh, r.get("id"), scope); lsh.insert(str(i), mh)
     return out
 
-# %% ../nbs/02_filter.ipynb #e9b8869f
-@lru_cache(maxsize=2)
-def load_clip(name:str):
-    "`(model, tokenizer, image_processor, device)` of a CLIP checkpoint."
-    import torch
-    from transformers import CLIPModel, AutoTokenizer, AutoImageProcessor
-    try: model = CLIPModel.from_pretrained(name)
-    except OSError as e: raise ConfigError(f"clip_model={name!r} cannot be loaded ({e})") from None
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return model.to(device).eval(), AutoTokenizer.from_pretrained(name), AutoImageProcessor.from_pretrained(name), device
-
-def clip_scores(images:list, texts:list[str], model_name:str, batch_size:int=32) -> list[float]:
-    "Cosine similarity of each (PIL image, text) pair under a CLIP model."
-    import torch
-    model, tok, ip, device = load_clip(model_name)
-    max_len = model.config.text_config.max_position_embeddings
-    out = []
-    for s in range(0, len(texts), batch_size):
-        t = tok(texts[s:s+batch_size], padding=True, truncation=True, max_length=max_len, return_tensors="pt").to(device)
-        px = ip(images=images[s:s+batch_size], return_tensors="pt")["pixel_values"].to(device)
-        with torch.no_grad(): o = model(input_ids=t["input_ids"], attention_mask=t["attention_mask"], pixel_values=px)
-        out += (o.image_embeds * o.text_embeds).sum(-1).float().cpu().tolist()
-    return out
-
+# %% ../nbs/02_filter.ipynb #e67ff739
 def check_clip_score(records:list, cfg:FilterConfig, todo:list[bool]) -> list[dict]:
     "Image-answer CLIP similarity at least `clip_threshold`."
     if not cfg.clip_model: raise ConfigError("rule clip_score needs clip_model (a CLIP folder or hub id), or remove it from rules")
@@ -417,37 +400,21 @@ def check_clip_score(records:list, cfg:FilterConfig, todo:list[bool]) -> list[di
             out[i] = passed(value=sc) if sc >= cfg.clip_threshold else failed(f"CLIP similarity {sc:.3f} is below {cfg.clip_threshold}", sc)
     return out
 
-# %% ../nbs/02_filter.ipynb #04dbb422
-def make_tiny_clip(output_dir:str|Path, seed:int=0, image_size:int=32) -> Path:
-    "Build a random tiny CLIP (+ tokenizer and image processor) and save it to `output_dir`."
-    import torch
-    from transformers import CLIPConfig, CLIPModel, CLIPImageProcessorPil
-    from vlm_it.tiny import train_tokenizer
-    tok = train_tokenizer(vocab_size=512)
-    text = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                max_position_embeddings=64, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=image_size, patch_size=8)
-    torch.manual_seed(seed)
-    model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
-    out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out); tok.save_pretrained(out)
-    CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}).save_pretrained(out)
-    return out
-
-# %% ../nbs/02_filter.ipynb #5fe7ec97
-JUDGE_SYSTEM = ("You review training data for a vision-language assistant. Rate the assistant's answers from 1 (wrong, "
+# %% ../nbs/02_filter.ipynb #268cf0c1
+REVIEW_SYSTEM = ("You review training data for a vision-language assistant. Rate the assistant's answers from 1 (wrong, "
     "unhelpful or describing things the image does not contain) to 10 (correct, helpful, faithful to the image). "
     'Reply with JSON only: {"score": <integer 1-10>, "reason": "<one sentence>"}.')
 
-def judge_messages(rec:dict) -> list[dict]:
+def review_messages(rec:dict) -> list[dict]:
     "Chat messages asking the judge to score `rec`."
     meta, lines = meta_of(rec), []
     if meta.get("captions"): lines.append("Image captions:\n" + "\n".join(f"- {c}" for c in meta["captions"]))
     if meta.get("objects"): lines.append("Objects in the image: " + ", ".join(str(o.get("category")) for o in meta["objects"] if isinstance(o, dict)))
     if not lines: lines.append("(No description of the image is available; judge plausibility and quality.)")
     conv = "\n".join(f"{'User' if t['from'] == HUMAN else 'Assistant'}: {t['value'].replace(IMAGE_TOKEN, '').strip()}" for t in rec["conversations"])
-    return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": "\n\n".join(lines) + f"\n\nConversation:\n{conv}"}]
+    return [{"role": "system", "content": REVIEW_SYSTEM}, {"role": "user", "content": "\n\n".join(lines) + f"\n\nConversation:\n{conv}"}]
 
+# %% ../nbs/02_filter.ipynb #b18d9b7b
 def parse_judge_score(text:str) -> int:
     "The 1-10 score in a judge reply (JSON, or 'score: N'); `ValueError` when there is none."
     try:
@@ -461,16 +428,17 @@ def parse_judge_score(text:str) -> int:
     if not 1 <= s <= 10: raise ValueError(f"score {s} is outside 1-10")
     return s
 
+# %% ../nbs/02_filter.ipynb #547dfa38
 def check_llm_judge(records:list, cfg:FilterConfig, todo:list[bool]) -> list[dict]:
     "A 1-10 score from an OpenAI-compatible model, at least `judge_threshold`."
     if not (cfg.judge_base_url and cfg.judge_model):
         raise ConfigError("rule llm_judge needs judge_base_url and judge_model, or remove it from rules")
     if cfg.judge_on_error not in ("keep", "drop"): raise ConfigError(f"judge_on_error={cfg.judge_on_error!r}; choose keep or drop")
-    from vlm_it.autolabel import run_chat_requests
+    from vlm_it.client import run_chat_requests
     idx = [i for i, t in enumerate(todo) if t]
     reqs = []
     for i in idx:
-        msgs = judge_messages(records[i])
+        msgs = review_messages(records[i])
         reqs.append({"key": "judge-" + stable_id(records[i].get("image"), json.dumps(msgs, ensure_ascii=False)), "messages": msgs, "max_tokens": 128})
     res = run_chat_requests(reqs, base_url=cfg.judge_base_url, model=cfg.judge_model, ledger_path=cfg.judge_ledger,
                             api_key_env=cfg.judge_api_key_env, concurrency=cfg.judge_concurrency,
@@ -487,7 +455,7 @@ def check_llm_judge(records:list, cfg:FilterConfig, todo:list[bool]) -> list[dic
     if n_err: get_logger("filter").warning("llm_judge: %d record(s) could not be scored (judge_on_error=%s)", n_err, cfg.judge_on_error)
     return out
 
-# %% ../nbs/02_filter.ipynb #05ab39b8
+# %% ../nbs/02_filter.ipynb #9c2af1bc
 RULES = {"format": check_format, "length": per_record(check_length), "refusal": per_record(check_refusal),
          "degenerate": per_record(check_degenerate), "grounding": per_record(check_grounding),
          "contamination": check_contamination, "duplicates": check_duplicates,
@@ -511,7 +479,7 @@ def run_rules(records:list, cfg:FilterConfig) -> dict[str, list[dict]]:
                      sum(todo), time.perf_counter() - t0)
     return verdicts
 
-# %% ../nbs/02_filter.ipynb #f8e36620
+# %% ../nbs/02_filter.ipynb #ec7c913a
 def funnel_counts(verdicts:dict[str, list[dict]], order:list[str], total:int) -> list[tuple[str, int, int]]:
     "`(rule, removed by it and by no earlier rule, remaining after it)` for each rule in `order`."
     gone, rows = [False] * total, []
@@ -522,25 +490,7 @@ def funnel_counts(verdicts:dict[str, list[dict]], order:list[str], total:int) ->
         rows.append((name, removed, total - sum(gone)))
     return rows
 
-def plot_funnel(rows:list[tuple[str, int, int]], total:int, path:str|Path, title:str="Filter funnel") -> Path:
-    "A horizontal funnel chart: records remaining after each rule, with how many it removed."
-    from matplotlib.figure import Figure
-    labels, remaining = ["input"] + [r[0] for r in rows], [total] + [r[2] for r in rows]
-    fig = Figure(figsize=(7, 0.45 * len(labels) + 1.2))
-    ax = fig.add_subplot()
-    y = list(range(len(labels)))[::-1]
-    ax.barh(y, remaining, color=["#4c72b0"] + ["#55a868"] * len(rows), left=[(total - n) / 2 for n in remaining])
-    for yi, n, (name, rem, _) in zip(y, remaining, [("input", 0, total)] + rows):
-        ax.text(total / 2, yi, f"{n}" + (f"  (-{rem})" if rem else ""), ha="center", va="center", color="white" if n > total * 0.2 else "black", fontsize=9)
-    ax.set_yticks(y, labels); ax.set_xticks([]); ax.set_xlim(0, max(total, 1))
-    for s in ("top", "right", "bottom"): ax.spines[s].set_visible(False)
-    ax.set_title(f"{title}: kept {remaining[-1]} of {total}")
-    fig.tight_layout()
-    buf = io.BytesIO(); fig.savefig(buf, format="png", dpi=100)
-    with atomic_write(path, "wb") as f: f.write(buf.getvalue())
-    return Path(path)
-
-# %% ../nbs/02_filter.ipynb #96f015b6
+# %% ../nbs/02_filter.ipynb #d585fe4b
 def check_image_root(records:list[dict], cfg:FilterConfig):
     "Raise `ConfigError` when `check_images` is on and not one record's image exists under `image_root`."
     if not (cfg.check_images and "format" in cfg.rules): return
@@ -550,7 +500,7 @@ def check_image_root(records:list[dict], cfg:FilterConfig):
         raise ConfigError(f"none of the images of {cfg.input!r} (e.g. {rels[0]!r}) is under image_root {str(root)!r}; "
                           "pass --image_root (the preprocess output folder), or --check_images false")
 
-# %% ../nbs/02_filter.ipynb #72f6323d
+# %% ../nbs/02_filter.ipynb #5ee566a7
 def filter_annotations(cfg:FilterConfig) -> dict:
     "Apply `cfg.rules` to `cfg.input`; write kept/rejected records, `filter_report.json` and `filter_funnel.png` to `cfg.output`."
     if not cfg.input: raise ConfigError("filter needs --input (the annotations.json to filter)")
@@ -586,16 +536,17 @@ def filter_annotations(cfg:FilterConfig) -> dict:
         write_json(kept, out / ANNOTATIONS_FILE)
         write_jsonl(rejected, out / REJECTED_FILE)
     write_json(report, out / FILTER_REPORT)
-    plot_funnel(rows, len(records), out / FILTER_FUNNEL)
+    plot_funnel([("input", len(records))] + [(name, left) for name, _, left in rows], out / FILTER_FUNNEL)
     log.info("kept %d of %d records (%.1f%%)%s -> %s", len(kept), len(records), 100 * report["kept_fraction"],
              " [dry run: filtered set not written]" if cfg.dry_run else "", out)
     return report
 
-# %% ../nbs/02_filter.ipynb #fb287b64
+# %% ../nbs/02_filter.ipynb #d93e40c2
 def strip_verdicts(rec:dict) -> dict:
     "A record without the filter's verdicts (its input form)."
     return {**rec, "meta": {k: v for k, v in rec["meta"].items() if k != "filter"}} if isinstance(rec.get("meta"), dict) else rec
 
+# %% ../nbs/02_filter.ipynb #42c665cd
 def all_records(out_dir:str|Path) -> list[dict]:
     "Kept and rejected records of a filter output folder, in their input form."
     out_dir = Path(out_dir)

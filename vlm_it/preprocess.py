@@ -6,23 +6,26 @@ Docs: https://vlm-it.github.io/vlm-it/preprocess.html.md"""
 
 # %% ../nbs/00_preprocess.ipynb #4e8f4c19
 from __future__ import annotations
-import contextlib, hashlib, html, io, math, multiprocessing as mp, os, random, re, sys, time, unicodedata, warnings
+import hashlib, html, io, math, os, random, re, sys, time, unicodedata
+import multiprocessing as mp
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from PIL import Image, ImageFile, ImageFilter, ImageEnhance, ImageOps
+from .core import (ConfigError, METADATA_FILE, PREPROCESS_REPORT, RecordError, atomic_write, get_logger,
+    make_record, opt, progress, read_json, read_jsonl, resolve_image, save_config, save_records, stable_id, turns,
+    write_json, write_jsonl)
+from .images import BadImage, IMAGE_EXTS, NearDupIndex, _pixel_limit, fit_size, image_fingerprint, open_image
 
-from .core import (opt, get_logger, progress, make_record, turns, resolve_image, stable_id, read_json, read_jsonl,
-    write_json, write_jsonl, atomic_write, save_records, save_config, ConfigError, RecordError, METADATA_FILE, PREPROCESS_REPORT)
+log = get_logger("preprocess")
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'BRIEF_PROMPTS', 'AUGMENTATIONS', 'PreprocessConfig', 'BadImage', 'fit_size', 'to_rgb', 'open_image',
-           'image_fingerprint', 'hamming', 'NearDupIndex', 'output_name', 'process_image', 'clean_text',
+__all__ = ['log', 'BRIEF_PROMPTS', 'AUGMENTATIONS', 'PreprocessConfig', 'output_name', 'process_image', 'clean_text',
            'clean_captions', 'collect_inputs', 'caption_records', 'augment_image', 'preprocess', 'token_length_stats']
 
-# %% ../nbs/00_preprocess.ipynb #142c6ff7
+# %% ../nbs/00_preprocess.ipynb #3384a52d
 @dataclass
 class PreprocessConfig:
     "Options of `vlm-it preprocess`."
@@ -44,115 +47,20 @@ class PreprocessConfig:
     limit: int = opt(None, "process only the first N inputs (quick trials)")
     seed: int = opt(0, "seed of the prompt choice and augmentations (outputs are identical for the same seed)")
 
-# %% ../nbs/00_preprocess.ipynb #df302562
-class BadImage(ValueError):
-    "An input that cannot become a training image; the message is the reason written to the report."
-
-@contextlib.contextmanager
-def _pixel_limit(max_pixels:int):
-    "Pillow's bomb guard set to `max_pixels`, with its warning (between 1x and 2x the limit) made an error."
-    old, old_trunc = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
-    Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = max_pixels, False
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            yield
-    finally: Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = old, old_trunc
-
-def fit_size(w:int, h:int, max_side:int) -> tuple[int, int]:
-    "Size with the longest side at most `max_side`, aspect ratio kept, never upscaled."
-    s = min(1.0, max_side / max(w, h))
-    return max(1, round(w * s)), max(1, round(h * s))
-
-def _scale_to_8bit(im:Image.Image) -> Image.Image:
-    "16/32-bit integer or float greyscale to 8-bit `L`, scaled (not clipped)."
-    import numpy as np
-    a = np.asarray(im).astype(np.float64)
-    if im.mode == "F": top = 1.0 if a.max(initial=0) <= 1.0 else 255.0
-    else: top = 65535.0 if a.max(initial=0) <= 65535 else float(a.max())
-    return Image.fromarray(np.clip(np.rint(a * (255.0 / top)), 0, 255).astype("uint8"), "L")
-
-def to_rgb(im:Image.Image, background:str="white") -> Image.Image:
-    "Any Pillow mode to RGB: transparency composited on `background`, high bit depths scaled."
-    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"): im = _scale_to_8bit(im)
-    if im.mode == "P" or "transparency" in im.info: im = im.convert("RGBA")
-    if im.mode in ("RGBA", "LA", "RGBa", "La", "PA"):
-        im = im.convert("RGBA")
-        bg = Image.new("RGBA", im.size, background)
-        return Image.alpha_composite(bg, im).convert("RGB")
-    return im if im.mode == "RGB" else im.convert("RGB")
-
-def open_image(src, max_side:int|None=None, max_pixels:int=89_478_485, background:str="white") -> tuple[Image.Image, tuple[int, int]]:
-    "Decode `src` (path or file object) fully into upright RGB; returns `(image, original upright size)` or raises `BadImage`."
-    with _pixel_limit(max_pixels):
-        try:
-            im = Image.open(src)
-            w, h = im.size
-            if w * h > max_pixels: raise BadImage(f"decompression bomb: {w}x{h} = {w*h} pixels > max_image_pixels {max_pixels}")
-            orientation = im.getexif().get(0x0112, 1)
-            upright = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
-            if max_side and im.format == "JPEG": im.draft("RGB", fit_size(w, h, max_side))
-            im.load()  # full decode: truncated or corrupt data fails here
-            if orientation != 1: im = ImageOps.exif_transpose(im)  # (it copies the image even when there is nothing to do)
-            return to_rgb(im, background), upright
-        except BadImage: raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e: raise BadImage(f"decompression bomb: {e}") from None
-        except Image.UnidentifiedImageError: raise BadImage("not an image: Pillow cannot identify the file") from None
-        except (OSError, SyntaxError, ValueError, EOFError) as e:
-            msg = str(e)
-            kind = "truncated" if "truncated" in msg or isinstance(e, EOFError) else "corrupt"
-            raise BadImage(f"{kind}: {msg}") from None
-
-# %% ../nbs/00_preprocess.ipynb #451e2dda
-def image_fingerprint(path) -> tuple[int, tuple[int, int, int]]:
-    "`(64-bit perceptual hash, mean RGB)` of an image file, read at reduced scale."
-    import imagehash
-    with Image.open(path) as im:
-        im.draft("RGB", (64, 64))
-        im = im.convert("RGB")
-        ph = int(str(imagehash.phash(im)), 16)
-        mean = tuple(round(c) for c in im.resize((1, 1), Image.Resampling.BOX).getpixel((0, 0)))
-    return ph, mean
-
-def hamming(a:int, b:int) -> int: return (a ^ b).bit_count()
-
-# %% ../nbs/00_preprocess.ipynb #339d6cee
-class NearDupIndex:
-    "Find an earlier perceptual hash within `distance` bits (and close mean colour) of a new one."
-    def __init__(self, distance:int=4, max_colour_diff:int=32):
-        self.distance, self.max_colour_diff = distance, max_colour_diff
-        nb = distance + 1
-        self.bands = [(64 * i // nb, 64 * (i + 1) // nb) for i in range(nb)]
-        self.tables = [dict() for _ in self.bands]
-        self.items = []
-
-    def _keys(self, h:int): return [(h >> lo) & ((1 << (hi - lo)) - 1) for lo, hi in self.bands]
-
-    def query(self, h:int, mean=(0, 0, 0)):
-        "The `(key, distance)` of the first-added close item, or None."
-        cands = sorted({i for t, k in zip(self.tables, self._keys(h)) for i in t.get(k, ())})
-        for i in cands:
-            h2, m2, key = self.items[i]
-            d = hamming(h, h2)
-            if d <= self.distance and max(abs(a - b) for a, b in zip(mean, m2)) <= self.max_colour_diff: return key, d
-        return None
-
-    def add(self, h:int, mean, key):
-        i = len(self.items); self.items.append((h, tuple(mean), key))
-        for t, k in zip(self.tables, self._keys(h)): t.setdefault(k, []).append(i)
-
-# %% ../nbs/00_preprocess.ipynb #c25b41cb
+# %% ../nbs/00_preprocess.ipynb #5d369c9e
 _EXT = {"jpeg": ".jpg", "png": ".png"}
 
 def output_name(sha1:str, cfg:PreprocessConfig) -> str:
     "Content-derived output file name of an input with SHA-1 `sha1` under `cfg`."
     return stable_id(sha1, cfg.max_side, cfg.format, cfg.jpeg_quality if cfg.format == "jpeg" else 0, cfg.background) + _EXT[cfg.format]
 
+# %% ../nbs/00_preprocess.ipynb #f72466f2
 def _save(im:Image.Image, path:Path, cfg:PreprocessConfig):
     with atomic_write(path, "wb") as f:
         if cfg.format == "jpeg": im.save(f, "JPEG", quality=cfg.jpeg_quality)
         else: im.save(f, "PNG", compress_level=6)
 
+# %% ../nbs/00_preprocess.ipynb #2c679b3f
 def process_image(src:str, images_dir:str, cfg:PreprocessConfig) -> dict:
     "Validate, convert, resize and save one image; returns a small dict (never raises for a bad image)."
     try:
@@ -183,7 +91,7 @@ def process_image(src:str, images_dir:str, cfg:PreprocessConfig) -> dict:
     except FileNotFoundError: return {"ok": False, "reason": "file not found"}
     except Exception as e: return {"ok": False, "reason": f"unreadable: {type(e).__name__}: {e}"}
 
-# %% ../nbs/00_preprocess.ipynb #b8c721d8
+# %% ../nbs/00_preprocess.ipynb #97ccbf98
 _TAG = re.compile(r"</?[A-Za-z][^<>]*>")
 
 def clean_text(text) -> str:
@@ -195,6 +103,7 @@ def clean_text(text) -> str:
                 if unicodedata.category(c) not in ("Cf", "Cs", "Co") or c == "\u200d")
     return " ".join(s.split())
 
+# %% ../nbs/00_preprocess.ipynb #901d4b94
 def clean_captions(texts) -> list[str]:
     "Cleaned, non-empty, de-duplicated captions in their original order."
     out = []
@@ -203,9 +112,7 @@ def clean_captions(texts) -> list[str]:
         if c and c not in out: out.append(c)
     return out
 
-# %% ../nbs/00_preprocess.ipynb #902d691a
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".jfif", ".ppm", ".pgm", ".ico", ".tga"}
-
+# %% ../nbs/00_preprocess.ipynb #0d1deb9b
 def _texts(row:dict) -> list:
     out = []
     for k in ("captions", "caption", "text"):
@@ -213,6 +120,7 @@ def _texts(row:dict) -> list:
         out += v if isinstance(v, list) else ([v] if v is not None else [])
     return out
 
+# %% ../nbs/00_preprocess.ipynb #ef4075bc
 def _objects(objs) -> list[dict]:
     out = []
     for o in objs or []:
@@ -220,6 +128,7 @@ def _objects(objs) -> list[dict]:
             out.append({"category": clean_text(str(o.get("category", ""))), "bbox": [float(v) for v in o["bbox"]]})
     return out
 
+# %% ../nbs/00_preprocess.ipynb #c29a8b6c
 def _scan_images(root:Path, exclude:Path|None) -> tuple[list[str], int]:
     "Image files under `root` (relative posix paths, sorted) and the number of other files ignored."
     found, other = [], 0
@@ -232,6 +141,7 @@ def _scan_images(root:Path, exclude:Path|None) -> tuple[list[str], int]:
             else: other += 1
     return sorted(found), other
 
+# %% ../nbs/00_preprocess.ipynb #bd9370ce
 def _coco_rows(cfg:PreprocessConfig) -> list[dict]:
     rows, by_id = [], {}
     for path in [p for p in (cfg.coco_captions, cfg.coco_instances) if p]:
@@ -250,6 +160,7 @@ def _coco_rows(cfg:PreprocessConfig) -> list[dict]:
             if "bbox" in a: row["objects"].append({"category": cats.get(a.get("category_id"), str(a.get("category_id"))), "bbox": a["bbox"]})
     return rows
 
+# %% ../nbs/00_preprocess.ipynb #26eeac98
 def _locate(root:Path, out:Path|None, file_name) -> tuple[str|None, str|None]:
     "`(absolute path, None)` of an input, or `(path or None, reason it cannot be used)`."
     if not isinstance(file_name, str) or not file_name.strip(): return None, "no file_name in metadata row"
@@ -258,6 +169,7 @@ def _locate(root:Path, out:Path|None, file_name) -> tuple[str|None, str|None]:
     if out is not None and p.is_relative_to(out): return None, "inside the output folder"
     return str(p), (None if p.is_file() else "file not found")
 
+# %% ../nbs/00_preprocess.ipynb #d08c8324
 def collect_inputs(cfg:PreprocessConfig) -> tuple[list[dict], dict]:
     "Ordered input items of `cfg.input` (+ COCO files) and facts about the scan."
     root = Path(cfg.input).resolve()
@@ -283,7 +195,7 @@ def collect_inputs(cfg:PreprocessConfig) -> tuple[list[dict], dict]:
         if path not in first: items.append({"file_name": rel, "path": path, "captions": [], "objects": [], "reason": reason, "extra": {}})
     return items, {"layout": layout, "other_files_ignored": other}
 
-# %% ../nbs/00_preprocess.ipynb #ec2c3fda
+# %% ../nbs/00_preprocess.ipynb #c420621f
 BRIEF_PROMPTS = [
     "Describe the image concisely.", "Provide a brief description of the given image.",
     "Offer a succinct explanation of the picture presented.", "Summarize the visual content of the image.",
@@ -304,7 +216,7 @@ def caption_records(rows:list[dict], seed:int=0) -> list[dict]:
                                     labeler="source", source_file=row["source_file"]))
     return recs
 
-# %% ../nbs/00_preprocess.ipynb #ec4ecf20
+# %% ../nbs/00_preprocess.ipynb #05d958f1
 AUGMENTATIONS = ("color", "blur", "hflip")
 _SIDES = re.compile(r"\b(left|right)", re.I)
 
@@ -319,6 +231,7 @@ def augment_image(im:Image.Image, ops, seed) -> Image.Image:
         elif op == "hflip": im = ImageOps.mirror(im)
     return im
 
+# %% ../nbs/00_preprocess.ipynb #923dd236
 def _augment_task(task, images_dir:str, cfg:PreprocessConfig) -> dict:
     src, name, ops, seed = task
     out = Path(images_dir) / name
@@ -326,6 +239,7 @@ def _augment_task(task, images_dir:str, cfg:PreprocessConfig) -> dict:
         with Image.open(Path(images_dir) / src) as im: _save(augment_image(im.convert("RGB"), ops, seed), out, cfg)
     return {"name": name}
 
+# %% ../nbs/00_preprocess.ipynb #6a63b930
 def _augmented_rows(row:dict, cfg:PreprocessConfig) -> list[tuple[dict, tuple]]:
     ops = [o for o in cfg.augment if o != "hflip" or not any(_SIDES.search(c) for c in row["captions"])]
     if not ops: return []
@@ -340,7 +254,7 @@ def _augmented_rows(row:dict, cfg:PreprocessConfig) -> list[tuple[dict, tuple]]:
         out.append((new, (Path(row["file_name"]).name, name, ops, aid)))
     return out
 
-# %% ../nbs/00_preprocess.ipynb #8eba906c
+# %% ../nbs/00_preprocess.ipynb #a386a58a
 _OWN_NAME = re.compile(r"^[0-9a-f]{16}\.(jpg|png)$")
 
 def _pool_map(fn, tasks:list, workers:int, desc:str):
@@ -355,6 +269,7 @@ def _pool_map(fn, tasks:list, workers:int, desc:str):
     with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx) as pool:
         yield from progress(pool.map(fn, tasks, chunksize=chunk), total=len(tasks), desc=desc)
 
+# %% ../nbs/00_preprocess.ipynb #5ab676d4
 def _check(cfg:PreprocessConfig):
     if not cfg.input: raise ConfigError("preprocess needs --input (the raw image folder, or the COCO image directory)")
     if not cfg.output: raise ConfigError("preprocess needs --output (a folder for the cleaned images and metadata)")
@@ -369,6 +284,7 @@ def _check(cfg:PreprocessConfig):
     try: Image.new("RGB", (1, 1), cfg.background)
     except ValueError: raise ConfigError(f"background {cfg.background!r} is not a colour Pillow knows") from None
 
+# %% ../nbs/00_preprocess.ipynb #62cf04c5
 def preprocess(cfg:PreprocessConfig) -> dict:
     "Clean, resize and deduplicate `cfg.input` into `cfg.output`; returns the report (also written to `preprocess_report.json`)."
     _check(cfg)
@@ -433,7 +349,7 @@ def preprocess(cfg:PreprocessConfig) -> dict:
              n_in, kept, len(skipped), len(duplicates), len(records), out)
     return report
 
-# %% ../nbs/00_preprocess.ipynb #4b6dfdc4
+# %% ../nbs/00_preprocess.ipynb #2f9ef9ee
 def _summary(xs:list[int]) -> dict:
     if not xs: return {"n": 0}
     s = sorted(xs)
@@ -442,6 +358,7 @@ def _summary(xs:list[int]) -> dict:
     return {"n": len(s), "mean": round(mean, 2), "std": round((sum((x - mean) ** 2 for x in s) / len(s)) ** 0.5, 2),
             "min": s[0], "p50": q(0.5), "p95": q(0.95), "p99": q(0.99), "max": s[-1]}
 
+# %% ../nbs/00_preprocess.ipynb #e605ee3c
 def token_length_stats(records:list[dict], tokenizer:str, image_root=None) -> dict:
     "Token counts of captions and of whole rendered samples under `tokenizer` (a tokenizer or processor folder / hub id)."
     from transformers import AutoProcessor, AutoTokenizer

@@ -6,29 +6,25 @@ Docs: https://vlm-it.github.io/vlm-it/train.html.md"""
 
 # %% ../nbs/03_train.ipynb #ea2a2ca7
 from __future__ import annotations
-import contextlib, dataclasses, html, json, math, os, re, string, sys, time
+import contextlib, os, sys, time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .core import (opt, get_logger, progress, load_records, to_messages, resolve_image, RecordError, ConfigError,
-    write_json, read_json, append_jsonl, read_jsonl, write_jsonl, atomic_write, save_config, config_to_dict, torch_dtype,
-    adapter_base)
+from .core import (TRAIN_CONFIG_FILE, ConfigError, RecordError, append_jsonl, get_logger, load_image, load_records, opt, read_json,
+    read_jsonl, resolve_image, save_config, to_messages, write_json, write_jsonl)
+from .metrics import exact_match
+from .models import METHODS, describe_model, load_model
+from .plots import plot_loss
+from .data import VLMCollator, prepare_rows
 
 log = get_logger("train")
 
 # %% auto #0
-__all__ = ['log', 'METHODS', 'LOG_FILE', 'LOSS_PLOT', 'CONFIG_FILE', 'ARGS_FILE', 'SUMMARY_FILE', 'MERGE_REPORT', 'GPUS',
-           'CUDA_OVERHEAD_GIB', 'NF4_BYTES', 'PREFLIGHT_REPORT', 'PREFLIGHT_HTML', 'TrainConfig', 'render_with_spans',
-           'token_labels', 'image_token_id', 'prepare_record', 'prepare_rows', 'load_image', 'VLMCollator',
-           'make_toy_data', 'model_parts', 'lora_targets', 'load_model', 'describe_model', 'JsonlLogger', 'trim_log',
-           'plot_loss', 'normalise_answer', 'exact_match', 'eval_prompts', 'GenerationScorer', 'use_checkpointing',
-           'load_rows', 'train', 'MergeConfig', 'probe_inputs', 'merge', 'count_params', 'estimate_memory',
-           'render_labels', 'to_ansi', 'to_html', 'PreflightConfig', 'estimate_run', 'preflight', 'PeakMemory',
-           'qwen25_vl_7b_config', 'llava15_7b_config', 'meta_from_config']
+__all__ = ['log', 'LOG_FILE', 'LOSS_PLOT', 'ARGS_FILE', 'SUMMARY_FILE', 'TrainConfig', 'JsonlLogger', 'trim_log',
+           'mean_exact_match', 'eval_prompts', 'GenerationScorer', 'use_checkpointing', 'load_rows', 'train',
+           'PeakMemory']
 
-# %% ../nbs/03_train.ipynb #6d178bc6
-METHODS = ("qlora", "lora", "full")
-
+# %% ../nbs/03_train.ipynb #b8c08e62
 @dataclass
 class TrainConfig:
     "Options of `vlm-it train` besides transformers' `TrainingArguments`."
@@ -45,8 +41,8 @@ class TrainConfig:
     kbit_upcast: bool = opt(True, "qlora: cast the unquantised weights (embeddings, lm_head, norms) to fp32 like peft's "
                             "prepare_model_for_kbit_training; False keeps them in the compute dtype (less memory for large vocabularies)")
     dtype: str = opt("auto", "compute dtype: auto (bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU), bf16, fp16 or fp32")
-    checkpointing: str = opt("auto", "activation checkpointing (recompute activations in the backward pass: less memory, ~30% "
-                             "more compute): auto (on for qlora, off for lora and full), on or off; TrainingArguments' "
+    checkpointing: str = opt("auto", "activation checkpointing (recompute activations in the backward pass: less memory, about a "
+                             "third more compute): auto (on for qlora, off for lora and full), on or off; TrainingArguments' "
                              "--activation_checkpointing true also turns it on")
     max_length: int = opt(2048, "longest sequence in tokens, image tokens included; longer samples lose their text tail")
     skip_bad_samples: bool = opt(False, "skip and count records with a missing image, image tokens cut by max_length or "
@@ -56,241 +52,10 @@ class TrainConfig:
     eval_samples: int = opt(16, "how many eval_data records are generated and scored at each evaluation")
     eval_max_new_tokens: int = opt(32, "generation length when scoring eval_data")
 
-# %% ../nbs/03_train.ipynb #8e634a0c
-def render_with_spans(processor, messages:list[dict]) -> tuple[str, list[tuple[int, int]]]:
-    "The chat-template text of `messages` and the `(start, end)` character spans of the assistant turns in it."
-    render = lambda msgs, gen: processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
-    full, spans = render(messages, False), []
-    for i, m in enumerate(messages):
-        if m["role"] != "assistant": continue
-        prompt, upto = render(messages[:i], True), render(messages[:i + 1], False)
-        if not full.startswith(upto):
-            raise ValueError(f"the chat template renders turn {i} differently once later turns follow; "
-                             "labels cannot be derived from it (is it a template that rewrites history?)")
-        spans.append((len(os.path.commonprefix([prompt, upto])), len(upto.rstrip())))
-    return full, spans
-
-# %% ../nbs/03_train.ipynb #687aa173
-def token_labels(tokenizer, text:str, spans:list[tuple[int, int]]) -> tuple[list[int], list[int]]:
-    "Token ids of `text` and labels: the id where the token starts inside an assistant span, else -100."
-    enc = tokenizer(text, return_offsets_mapping=True)
-    ids = list(enc["input_ids"])
-    labels = [t if any(s <= a < e for s, e in spans) and b > a else -100 for t, (a, b) in zip(ids, enc["offset_mapping"])]
-    return ids, labels
-
-# %% ../nbs/03_train.ipynb #94591bcf
-def image_token_id(processor) -> int:
-    "Id of the placeholder token the processor expands into image features."
-    tok = getattr(processor, "image_token", None) or getattr(processor.tokenizer, "image_token", None) or "<image>"
-    tid = processor.tokenizer.convert_tokens_to_ids(tok)
-    if tid is None or tid == processor.tokenizer.unk_token_id: raise ValueError(f"the tokenizer has no image token {tok!r}")
-    return tid
-
-def _image_size(path:Path) -> tuple[int, int]:
-    from PIL import Image
-    with Image.open(path) as im: return im.size  # reads the header only
-
-class _ImageTokens:
-    "How many tokens the processor adds for an image of a given size (measured once per size)."
-    def __init__(self, processor):
-        self.processor, self.cache = processor, {}
-        msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "x"}]}]
-        self.text = processor.apply_chat_template(msgs, tokenize=False)
-        self.n_text = len(processor.tokenizer(self.text)["input_ids"])
-    def __call__(self, size:tuple[int, int]) -> int:
-        if size not in self.cache:
-            from PIL import Image
-            out = self.processor(text=[self.text], images=[[Image.new("RGB", size)]], return_tensors="pt")
-            self.cache[size] = out["input_ids"].shape[1] - self.n_text
-        return self.cache[size]
-
-def prepare_record(rec:dict, processor, image_root:str|Path, max_length:int, image_tokens=None) -> dict:
-    "One dataset row for `rec` (rendered text, tail ids/labels, length); raises `RecordError` naming the record if unusable."
-    rid = rec["id"]
-    path = resolve_image(image_root, rec["image"], rid=rid)
-    if not path.is_file(): raise RecordError(f"record {rid!r}: image {rec['image']!r} not found under {str(image_root)!r}")
-    try: size = _image_size(path)
-    except Exception as e: raise RecordError(f"record {rid!r}: image {rec['image']!r} cannot be read ({e})") from None
-    text, spans = render_with_spans(processor, to_messages(rec)["messages"])
-    ids, labels = token_labels(processor.tokenizer, text, spans)
-    img = image_token_id(processor)
-    if img not in ids: raise RecordError(f"record {rid!r}: the chat template dropped the image placeholder")
-    j = len(ids) - 1 - ids[::-1].index(img)
-    if any(l != -100 for l in labels[:j]): raise RecordError(f"record {rid!r}: an assistant turn comes before the image")
-    tail_ids, tail_labels = ids[j + 1:], labels[j + 1:]
-    length = len(ids) + (image_tokens or _ImageTokens(processor))(size)
-    image_end = length - len(tail_ids)
-    if image_end > max_length:
-        raise RecordError(f"record {rid!r}: its image ends at token {image_end}, beyond max_length={max_length}, so image "
-                          "tokens would be cut; raise max_length, shrink the image, or pass --skip_bad_samples")
-    n_trained = sum(l != -100 for l in tail_labels[:max(0, max_length - image_end)])
-    if n_trained == 0:
-        raise RecordError(f"record {rid!r}: no assistant token " + ("within max_length" if any(l != -100 for l in tail_labels)
-                          else "found by the chat template") + "; nothing would be trained")
-    return {"id": rid, "image": str(path), "text": text, "tail_ids": tail_ids, "tail_labels": tail_labels,
-            "length": min(length, max_length), "full_length": length, "n_trained": n_trained}
-
-def prepare_rows(records:list[dict], processor, image_root:str|Path, max_length:int, skip_bad:bool=False,
-                 desc:str="checking records") -> tuple[list[dict], list[dict]]:
-    "Rows for every usable record, and `{'id', 'problem'}` for the others (raises on the first one unless `skip_bad`)."
-    rows, bad, image_tokens = [], [], _ImageTokens(processor)
-    for rec in progress(records, desc=desc, leave=False):
-        try: rows.append(prepare_record(rec, processor, image_root, max_length, image_tokens))
-        except RecordError as e:
-            if not skip_bad: raise
-            bad.append({"id": rec["id"], "problem": str(e)})
-    if bad: log.warning("skipped %d of %d records (first: %s)", len(bad), len(records), bad[0]["problem"])
-    return rows, bad
-
-# %% ../nbs/03_train.ipynb #9d8d44cb
-def load_image(path:str|Path):
-    "An RGB PIL image."
-    from PIL import Image
-    with Image.open(path) as im: return im.convert("RGB")
-
-class VLMCollator:
-    "Batch rows from `prepare_rows`: processor outputs plus `labels` where only assistant tokens count."
-    def __init__(self, processor, max_length:int=2048):
-        self.processor, self.max_length = processor, max_length
-        processor.tokenizer.padding_side = "right"
-    def __call__(self, rows:list[dict]) -> dict:
-        import torch
-        batch = self.processor(text=[r["text"] for r in rows], images=[[load_image(r["image"])] for r in rows],
-                               padding=True, return_tensors="pt")
-        ids = batch["input_ids"]
-        labels = torch.full_like(ids, -100)
-        for i, r in enumerate(rows):
-            end, k = int(batch["attention_mask"][i].nonzero().max()) + 1, len(r["tail_ids"])
-            if ids[i, end - k:end].tolist() != list(r["tail_ids"]):
-                raise RuntimeError(f"record {r['id']!r}: the processor tokenised the text after the image differently "
-                                   "from the tokenizer, so labels cannot be aligned")
-            labels[i, end - k:end] = torch.tensor(r["tail_labels"])
-        batch = dict(batch)
-        if ids.shape[1] > self.max_length:
-            n, shape = self.max_length, ids.shape
-            batch = {k: v[:, :n] if torch.is_tensor(v) and v.shape[:2] == shape else v for k, v in batch.items()}
-            labels = labels[:, :n]
-        batch["labels"] = labels
-        return batch
-
-# %% ../nbs/03_train.ipynb #d4de3eb7
-def make_toy_data(folder:str|Path, n:int=8, size:int=64, multi_turn:bool=True) -> Path:
-    "Write `n` solid-colour images and colour-question records to `folder/annotations.json`; returns that path."
-    from PIL import Image
-    from vlm_it.core import make_record, turns, save_records
-    folder = Path(folder); (folder/"images").mkdir(parents=True, exist_ok=True)
-    colours, shapes, recs = ["red", "green", "blue", "yellow", "purple", "orange"], ["square", "circle", "star"], []
-    for i in range(n):
-        c, s = colours[i % len(colours)], shapes[i % len(shapes)]
-        Image.new("RGB", (size, size), c).save(folder/f"images/{i}.png")
-        qa = [f"What colour is the {s}?", f"The {s} is {c}."] + (["Is it red?", "Yes." if c == "red" else "No."] if multi_turn and i % 2 else [])
-        recs.append(make_record(f"toy-{i}", f"images/{i}.png", turns(*qa), task="conversation"))
-    return save_records(recs, folder/"annotations.json")
-
-# %% ../nbs/03_train.ipynb #8087075e
-_VISION = re.compile(r"vision|visual|image_encoder|vit")
-_PROJ = re.compile(r"projector|connector|merger|aligner|adapter")
-
-def model_parts(model) -> dict:
-    "Full module names of the language model, vision tower(s) and projector(s) of a VLM."
-    names = {id(m): n for n, m in model.named_modules()}
-    lm = names[id(model.get_input_embeddings())].rsplit(".", 1)[0]
-    parent = lm.rsplit(".", 1)[0] if "." in lm else ""
-    root = model.get_submodule(parent) if parent else model
-    pre = f"{parent}." if parent else ""
-    vision, proj = [], []
-    for n, m in root.named_children():
-        full = pre + n
-        if full == lm or not any(True for _ in m.parameters()): continue
-        (vision if _VISION.search(n) else proj).append(full)
-        if _VISION.search(n): proj += [f"{full}.{c}" for c, _ in m.named_children() if _PROJ.search(c)]
-    return {"language": lm, "vision": vision, "projector": proj}
-
-def _linear_names(model, prefixes:list[str], exclude:list[str]=()) -> set[str]:
-    import torch
-    out = set()
-    for n, m in model.named_modules():
-        if isinstance(m, torch.nn.Linear) and any(n.startswith(p + ".") for p in prefixes) and not any(n.startswith(e + ".") for e in exclude):
-            out.add(n.rsplit(".", 1)[-1])
-    return out
-
-def lora_targets(model, cfg:TrainConfig) -> tuple[str, list[str]]:
-    "`(target regex, modules_to_save)` for `cfg`: the LM's linear layers, optionally the vision tower's and the projector."
-    parts = model_parts(model)
-    if cfg.lora_target_modules: target = cfg.lora_target_modules
-    else:
-        prefixes = [parts["language"]] + (parts["vision"] if cfg.lora_vision_tower else [])
-        leaves = _linear_names(model, prefixes, exclude=parts["projector"])
-        if not leaves: raise ValueError(f"no linear layers found under {prefixes}")
-        target = rf"^(?:{'|'.join(map(re.escape, prefixes))})\..*\.(?:{'|'.join(sorted(leaves))})$"
-        if parts["projector"] and cfg.lora_vision_tower:  # keep LoRA off a projector nested in the vision tower
-            target = rf"^(?!(?:{'|'.join(map(re.escape, parts['projector']))})\.)" + target[1:]
-    save = [p.rsplit(".", 1)[-1] for p in parts["projector"]] if cfg.train_projector else []
-    return target, save
-
-# %% ../nbs/03_train.ipynb #726cca32
-def _checkpointing_on(model, input_grads:bool=True):
-    "Activation checkpointing (non-reentrant); with a frozen base, inputs must require grad for it to backpropagate."
-    kw = {"use_reentrant": False}
-    if hasattr(model, "activation_checkpointing_enable"): model.activation_checkpointing_enable(activation_checkpointing_kwargs=kw)
-    else: model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
-    if input_grads: model.enable_input_require_grads()
-
-def _freeze_for_kbit(model, upcast:bool, checkpointing:bool):
-    import torch
-    from peft import prepare_model_for_kbit_training
-    kw = {"use_gradient_checkpointing": checkpointing, "gradient_checkpointing_kwargs": {"use_reentrant": False}}
-    if upcast: return prepare_model_for_kbit_training(model, **kw)
-    for p in model.parameters(): p.requires_grad_(False)  # same steps, without casting embeddings/lm_head to fp32
-    for n, p in model.named_parameters():
-        if p.ndim == 1 and p.dtype in (torch.float16, torch.bfloat16): p.data = p.data.float()  # norms only
-    if checkpointing: _checkpointing_on(model)
-    return model
-
-def load_model(cfg:TrainConfig, checkpointing:bool|None=None, weights:str|None=None):
-    "The model of `cfg.model_name_or_path` (weights from `weights` if given) prepared for `cfg.method`, and its processor."
-    import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor, BitsAndBytesConfig
-    if cfg.method not in METHODS: raise ConfigError(f"method {cfg.method!r} is not one of {', '.join(METHODS)}")
-    dtype, kw = torch_dtype(cfg.dtype), {}
-    if cfg.method == "qlora":
-        probe = _meta_model(cfg.model_name_or_path)
-        skip = ["lm_head"] + model_parts(probe)["projector"]  # full names: matched from the start of module names
-        kw["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype, llm_int8_skip_modules=skip)
-        if torch.cuda.is_available(): kw["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
-    model = AutoModelForImageTextToText.from_pretrained(weights or cfg.model_name_or_path,
-                                                        dtype=torch.float32 if cfg.method == "full" else dtype, **kw)
-    processor = AutoProcessor.from_pretrained(cfg.model_name_or_path)
-    checkpointing = (cfg.method == "qlora") if checkpointing is None else checkpointing
-    if cfg.method == "full":
-        if checkpointing: _checkpointing_on(model, input_grads=False)
-        return model, processor
-    from peft import LoraConfig, get_peft_model
-    if cfg.method == "qlora": model = _freeze_for_kbit(model, cfg.kbit_upcast, checkpointing)
-    elif checkpointing: _checkpointing_on(model)
-    target, save = lora_targets(model, cfg)
-    lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=target,
-                      modules_to_save=save or None, bias="none")
-    return get_peft_model(model, lcfg), processor
-
-def _meta_model(path:str):
-    "The model of `path` built on the meta device: every shape, no memory, no weights read."
-    import torch
-    from transformers import AutoConfig, AutoModelForImageTextToText
-    with torch.device("meta"): return AutoModelForImageTextToText.from_config(AutoConfig.from_pretrained(path))
-
-def describe_model(model) -> dict:
-    "Trainable and total parameters and the model's memory footprint."
-    total = sum(p.numel() * (2 if p.__class__.__name__ == "Params4bit" else 1) for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {"trainable_params": trainable, "total_params": total, "trainable_pct": round(100 * trainable / max(total, 1), 4),
-            "memory_footprint_mb": round(model.get_memory_footprint() / 2**20, 2)}
-
-# %% ../nbs/03_train.ipynb #3b887f37
+# %% ../nbs/03_train.ipynb #10817803
 from transformers import TrainerCallback
 
-LOG_FILE, LOSS_PLOT, CONFIG_FILE, ARGS_FILE, SUMMARY_FILE = "log.jsonl", "loss.png", "train_config.yaml", "training_args.json", "train_summary.json"
+LOG_FILE, LOSS_PLOT, ARGS_FILE, SUMMARY_FILE = "log.jsonl", "loss.png", "training_args.json", "train_summary.json"
 
 class JsonlLogger(TrainerCallback):
     "Append each Trainer log as a JSON line `{step, epoch, loss, learning_rate, ...}`."
@@ -299,34 +64,17 @@ class JsonlLogger(TrainerCallback):
         if state.is_world_process_zero and logs:
             append_jsonl(self.path, {"step": state.global_step, "epoch": round(state.epoch or 0, 4), **logs})
 
+# %% ../nbs/03_train.ipynb #4c38b8f8
 def trim_log(path:str|Path, step:int):
     "Keep only the log lines up to `step` (used when resuming from a checkpoint)."
     if Path(path).exists(): write_jsonl([r for r in read_jsonl(path) if r.get("step", 0) <= step], path)
 
-def plot_loss(log_path:str|Path, out:str|Path) -> Path:
-    "Draw training (and eval) loss against step from a `log.jsonl` into a PNG."
-    import matplotlib; matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    rows = read_jsonl(log_path)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for key, style in [("loss", "-"), ("eval_loss", "o--")]:
-        pts = [(r["step"], r[key]) for r in rows if key in r]
-        if pts: ax.plot(*zip(*pts), style, label=key.replace("_", " "))
-    ax.set_xlabel("step"); ax.set_ylabel("loss"); ax.grid(alpha=.3); ax.legend(); fig.tight_layout()
-    with atomic_write(out, "wb", encoding=None) as f: fig.savefig(f, format="png", dpi=110)
-    plt.close(fig)
-    return Path(out)
+# %% ../nbs/03_train.ipynb #c81946e1
+def mean_exact_match(predictions:list[str], references:list[str]) -> dict:
+    "The default score of `GenerationScorer`: the share of predictions equal to their reference (`metrics.exact_match`)."
+    return {"exact_match": sum(exact_match(p, [r]) for p, r in zip(predictions, references)) / max(len(predictions), 1)}
 
-# %% ../nbs/03_train.ipynb #52a08ab4
-def normalise_answer(s:str) -> str:
-    "Lower-case, drop punctuation, collapse spaces."
-    return " ".join(s.lower().translate(str.maketrans("", "", string.punctuation)).split())
-
-def exact_match(predictions:list[str], references:list[str]) -> dict:
-    "Share of predictions equal to their reference after `normalise_answer`."
-    hits = [normalise_answer(p) == normalise_answer(r) for p, r in zip(predictions, references)]
-    return {"exact_match": sum(hits) / max(len(hits), 1)}
-
+# %% ../nbs/03_train.ipynb #313826c6
 def eval_prompts(records:list[dict]) -> list[tuple[dict, list[dict], str]]:
     "`(record, messages up to the last answer, last answer)` for each record."
     out = []
@@ -335,11 +83,12 @@ def eval_prompts(records:list[dict]) -> list[tuple[dict, list[dict], str]]:
         out.append((r, msgs[:-1], msgs[-1]["content"][-1]["text"]))
     return out
 
+# %% ../nbs/03_train.ipynb #47767d71
 class GenerationScorer(TrainerCallback):
     "At each evaluation, generate answers for a few held-out records, score them with `score_fn`, and log the scores."
     def __init__(self, records, processor, image_root, log_path, score_fn=None, max_new_tokens:int=32):
         self.items, self.processor, self.root = eval_prompts(records), processor, image_root
-        self.log_path, self.score_fn, self.max_new_tokens = Path(log_path), score_fn or exact_match, max_new_tokens
+        self.log_path, self.score_fn, self.max_new_tokens = Path(log_path), score_fn or mean_exact_match, max_new_tokens
     def generate(self, model) -> list[str]:
         import torch
         preds, was_training = [], model.training
@@ -362,7 +111,7 @@ class GenerationScorer(TrainerCallback):
         append_jsonl(self.log_path, {"step": state.global_step, "epoch": round(state.epoch or 0, 4), **scores,
                                      "samples": [{"id": r["id"], "prediction": p} for (r, *_), p in zip(self.items[:3], preds)]})
 
-# %% ../nbs/03_train.ipynb #0d47bd9d
+# %% ../nbs/03_train.ipynb #6494c16e
 def _resume_path(args) -> str|None:
     r = args.resume_from_checkpoint
     if not r or str(r).lower() in ("false", "none", "no"): return None
@@ -374,6 +123,7 @@ def _resume_path(args) -> str|None:
     if not Path(r).is_dir(): raise ConfigError(f"resume_from_checkpoint: no checkpoint folder at {r!r}")
     return str(r)
 
+# %% ../nbs/03_train.ipynb #7227219c
 def use_checkpointing(cfg:TrainConfig, args=None) -> bool:
     "Whether this run recomputes activations: `TrainingArguments` asked for it, or `cfg.checkpointing` (auto: qlora)."
     # TrainingArguments' flags default to False, not None, so they can only turn checkpointing on
@@ -381,11 +131,13 @@ def use_checkpointing(cfg:TrainConfig, args=None) -> bool:
     if cfg.checkpointing not in ("auto", "on", "off"): raise ConfigError(f"checkpointing {cfg.checkpointing!r} is not one of auto, on, off")
     return cfg.method == "qlora" if cfg.checkpointing == "auto" else cfg.checkpointing == "on"
 
+# %% ../nbs/03_train.ipynb #c19bc60d
 def _check(cfg:TrainConfig):
     for k in ("model_name_or_path", "data"):
         if not getattr(cfg, k): raise ConfigError(f"train needs --{k}")
     if cfg.method not in METHODS: raise ConfigError(f"method {cfg.method!r} is not one of {', '.join(METHODS)}")
 
+# %% ../nbs/03_train.ipynb #80705c8f
 def load_rows(cfg:TrainConfig, processor, path:str|None=None, skip_bad:bool|None=None):
     "The `datasets.Dataset` of checked rows for `path` (default `cfg.data`) and the skipped records."
     from datasets import Dataset
@@ -396,6 +148,7 @@ def load_rows(cfg:TrainConfig, processor, path:str|None=None, skip_bad:bool|None
     if not rows: raise RecordError(f"no usable record in {path!r}")
     return Dataset.from_list(rows), bad
 
+# %% ../nbs/03_train.ipynb #ea6ba57f
 def _trainer_class():
     from transformers import Trainer
     class VLMTrainer(Trainer):
@@ -407,6 +160,7 @@ def _trainer_class():
             return super()._load_from_checkpoint(resume_from_checkpoint, model)
     return VLMTrainer
 
+# %% ../nbs/03_train.ipynb #60614aaa
 def train(cfg:TrainConfig, args=None, *, score_fn=None, callbacks:list|None=None) -> Path:
     "Fine-tune `cfg.model_name_or_path` on `cfg.data` with `args` (`TrainingArguments`); returns the output directory."
     import torch
@@ -432,7 +186,7 @@ def train(cfg:TrainConfig, args=None, *, score_fn=None, callbacks:list|None=None
              f"{info['trainable_params']:,}", f"{info['total_params']:,}", info["trainable_pct"], info["memory_footprint_mb"])
     if args.process_index == 0:
         out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out/CONFIG_FILE); write_json(args.to_dict(), out/ARGS_FILE)
+        save_config(cfg, out/TRAIN_CONFIG_FILE); write_json(args.to_dict(), out/ARGS_FILE)
         if resume: trim_log(out/LOG_FILE, read_json(Path(resume)/"trainer_state.json")["global_step"])
         elif (out/LOG_FILE).exists(): (out/LOG_FILE).unlink()
     cbs = [JsonlLogger(out/LOG_FILE)] + list(callbacks or [])
@@ -452,268 +206,10 @@ def train(cfg:TrainConfig, args=None, *, score_fn=None, callbacks:list|None=None
         write_json({**info, "method": cfg.method, "n_train": len(train_ds), "skipped": skipped, "steps": result.global_step,
                     "train_loss": result.training_loss, "final_loss": losses[-1] if losses else None,
                     "seconds": round(time.time() - t0, 2)}, out/SUMMARY_FILE)
-        plot_loss(out/LOG_FILE, out/LOSS_PLOT)
+        plot_loss({"train": read_jsonl(out/LOG_FILE)}, out/LOSS_PLOT)
     return out
 
-# %% ../nbs/03_train.ipynb #a8974977
-MERGE_REPORT = "merge_report.json"
-
-@dataclass
-class MergeConfig:
-    "Options of `vlm-it merge`."
-    adapter: str = opt(None, "a train output dir holding adapter_config.json + adapter_model.safetensors")
-    output: str = opt(None, "where to write the merged model, processor and merge_report.json")
-    base: str = opt(None, "base model id or path (default: base_model_name_or_path recorded in the adapter)")
-    dtype: str = opt("auto", "dtype of the merged weights: auto (the base checkpoint's), bf16, fp16 or fp32")
-    dequantize: bool = opt(True, "for an adapter trained with qlora, merge into the dequantised 4-bit base it was trained on")
-    atol: float = opt(None, "largest logit difference allowed between merged and base+adapter (default: 1e-4 x logit "
-                      "scale in fp32, 2e-2 x scale in bf16/fp16)")
-
-def probe_inputs(processor, seed:int=0) -> dict:
-    "A fixed noise image and a short conversation, processed: the input the merge check compares logits on."
-    import numpy as np
-    from PIL import Image
-    img = Image.fromarray(np.random.default_rng(seed).integers(0, 256, (224, 224, 3), dtype=np.uint8))
-    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe the image."}]},
-            {"role": "assistant", "content": [{"type": "text", "text": "A red square on a blue background."}]}]
-    return dict(processor(text=[processor.apply_chat_template(msgs, tokenize=False)], images=[[img]], return_tensors="pt"))
-
-def _logits(model, inputs):
-    import torch
-    with torch.no_grad():
-        return model(**{k: v.to(model.device) if hasattr(v, "to") else v for k, v in inputs.items()}).logits.float().cpu()
-
-def _load_base(base:str, dtype, adapter_dir:Path, dequantize:bool):
-    import torch
-    from transformers import AutoModelForImageTextToText, BitsAndBytesConfig
-    method = None
-    if (adapter_dir/CONFIG_FILE).exists():
-        import yaml; method = (yaml.safe_load((adapter_dir/CONFIG_FILE).read_text()) or {}).get("method")
-    if method == "qlora" and dequantize:
-        cdt = dtype if dtype != "auto" else torch_dtype()
-        skip = ["lm_head"] + model_parts(_meta_model(base))["projector"]
-        q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                               bnb_4bit_compute_dtype=cdt, llm_int8_skip_modules=skip)
-        model = AutoModelForImageTextToText.from_pretrained(base, quantization_config=q, dtype=cdt,
-                                                            **({"device_map": {"": 0}} if torch.cuda.is_available() else {}))
-        model.dequantize()
-        return model.to(cdt), True
-    model = AutoModelForImageTextToText.from_pretrained(base, dtype=dtype)
-    return (model.to("cuda") if torch.cuda.is_available() else model), False
-
-def merge(cfg:MergeConfig) -> Path:
-    "Merge the LoRA adapter of `cfg.adapter` into its base, save it with the processor to `cfg.output`, and verify it."
-    import torch
-    from peft import PeftModel
-    from peft.tuners.lora import LoraLayer
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-    if not cfg.adapter or not cfg.output: raise ConfigError("merge needs --adapter DIR and --output DIR")
-    adapter, out = Path(cfg.adapter), Path(cfg.output)
-    if not (adapter/"adapter_config.json").exists():
-        raise ConfigError(f"{str(adapter)!r} has no adapter_config.json (a `full` run's output is already a complete model)")
-    base = cfg.base or adapter_base(adapter)
-    if not base: raise ConfigError(f"{str(adapter)!r}/adapter_config.json names no base model: pass --base")
-    dtype = "auto" if cfg.dtype == "auto" else torch_dtype(cfg.dtype)
-    processor = AutoProcessor.from_pretrained(adapter if (adapter/"processor_config.json").exists() else base)
-    model, dequantized = _load_base(base, dtype, adapter, cfg.dequantize)
-    model = PeftModel.from_pretrained(model, adapter)
-    probe = probe_inputs(processor)
-    with_adapter = _logits(model, probe)
-    with model.disable_adapter(): base_logits = _logits(model, probe)
-    weight_delta, n_changed = 0.0, 0
-    for name, mod in model.named_modules():
-        if isinstance(mod, LoraLayer):
-            w0 = mod.get_base_layer().weight.detach().clone()
-            mod.merge()
-            d = (mod.get_base_layer().weight.detach() - w0).abs().max().item()
-            weight_delta, n_changed = max(weight_delta, d), n_changed + (d > 0)
-            del w0
-    import warnings
-    with warnings.catch_warnings():  # every layer is merged already; this only swaps the LoRA wrappers out
-        warnings.simplefilter("ignore"); merged = model.merge_and_unload()
-    low = next(merged.parameters()).dtype != torch.float32
-    scale = with_adapter.abs().max().item()
-    atol = cfg.atol if cfg.atol is not None else (2e-2 if low else 1e-4) * max(scale, 1.0)
-    merged.save_pretrained(out); processor.save_pretrained(out)
-    del merged, model
-    reloaded = AutoModelForImageTextToText.from_pretrained(out, dtype="auto")
-    if torch.cuda.is_available(): reloaded = reloaded.to("cuda")
-    merged_logits = _logits(reloaded, probe)
-    report = {"base": base, "adapter": str(adapter), "dequantized_4bit_base": dequantized, "lora_modules_merged": n_changed,
-              "max_weight_change": weight_delta, "adapter_effect": (with_adapter - base_logits).abs().max().item(),
-              "merged_vs_adapter": (merged_logits - with_adapter).abs().max().item(), "atol": atol}
-    write_json(report, out/MERGE_REPORT)
-    if n_changed == 0 or report["adapter_effect"] == 0:
-        raise RuntimeError(f"merge: the adapter in {str(adapter)!r} changes nothing (all LoRA updates are zero); "
-                           f"the merged model equals the base. Report: {out/MERGE_REPORT}")
-    if report["merged_vs_adapter"] > atol:
-        raise RuntimeError(f"merge: merged logits differ from base+adapter by {report['merged_vs_adapter']:.3g} > {atol:.3g}. "
-                           f"Report: {out/MERGE_REPORT}")
-    log.info("merged %d LoRA modules into %s; logits match base+adapter within %.2g", n_changed, out, report["merged_vs_adapter"])
-    return out
-
-# %% ../nbs/03_train.ipynb #4f6e6b76
-GPUS = {  # usable memory in GiB (what torch reports as total), bf16 support
-    "t4": (14.7, False), "v100": (15.8, False), "l4": (22.0, True), "a10": (22.0, True), "rtx3090": (23.6, True),
-    "rtx4090": (23.6, True), "a100-40": (39.4, True), "a100-80": (79.2, True), "h100": (79.1, True), "h200": (139.8, True)}
-CUDA_OVERHEAD_GIB = 0.5
-NF4_BYTES = 4.127 / 8
-
-def _cfg_get(c, *names, default=0):
-    for n in names:
-        v = getattr(c, n, None)
-        if v: return v
-    return default
-
-def count_params(meta_model, cfg:TrainConfig) -> dict:
-    "Parameter counts of a (meta) model by role: quantisable linears, other frozen weights, trainable (LoRA or all)."
-    import torch
-    parts, (target, save) = model_parts(meta_model), lora_targets(meta_model, cfg)
-    under = lambda n, ps: any(n == p or n.startswith(p + ".") for p in ps)
-    head = {id(p) for p in meta_model.get_output_embeddings().parameters()}
-    quant = other = lora = proj = lora_inputs = 0
-    for name, mod in meta_model.named_modules():
-        own = sum(p.numel() for p in mod.parameters(recurse=False))
-        if not own: continue
-        is_proj = under(name, parts["projector"])
-        if isinstance(mod, torch.nn.Linear) and type(mod).__name__ != "NonDynamicallyQuantizableLinear" and not is_proj and not any(id(p) in head for p in mod.parameters()) \
-           and under(name, [parts["language"]] + parts["vision"]):
-            quant += mod.weight.numel(); other += own - mod.weight.numel()
-        else: other += own
-        if is_proj: proj += own
-        if isinstance(mod, torch.nn.Linear) and re.fullmatch(target, name):
-            lora += cfg.lora_r * (mod.in_features + mod.out_features)
-            if under(name, [parts["language"]]): lora_inputs += mod.in_features
-    total = quant + other
-    trainable = total if cfg.method == "full" else lora + (proj if cfg.train_projector else 0)
-    return {"total": total, "quantisable": quant, "other": other, "trainable": trainable, "lora_inputs": lora_inputs}
-
-def estimate_memory(meta_model, cfg:TrainConfig, batch:int, seq_len:int, patches:int, checkpointing:bool=True,
-                    act_bytes:int=2) -> dict:
-    "Analytic peak GPU memory (GiB) of training `meta_model` with `cfg` (see the table above for the formula)."
-    n, c = count_params(meta_model, cfg), meta_model.config
-    t, v = c.get_text_config(), getattr(c, "vision_config", None)
-    a, T = act_bytes, batch * seq_len
-    h, f, L, V = t.hidden_size, _cfg_get(t, "intermediate_size", default=4 * t.hidden_size), t.num_hidden_layers, t.vocab_size
-    heads = t.num_attention_heads
-    hkv = _cfg_get(t, "num_key_value_heads", default=heads) * _cfg_get(t, "head_dim", default=h // heads)
-    frozen_other = n["other"] - (n["trainable"] if cfg.method == "full" else 0)
-    if cfg.method == "qlora":
-        w = n["quantisable"] * NF4_BYTES + frozen_other * (4 if cfg.kbit_upcast else a)
-    elif cfg.method == "lora": w = n["total"] * a
-    else: w = 0.0
-    # the residual stream stays fp32 when the embeddings are: full fine-tuning, and qlora's fp32 upcast
-    s = 4 if cfg.method == "full" or (cfg.method == "qlora" and cfg.kbit_upcast) else a
-    # saved tensors of one decoder layer, counted from measurements (see the table above); a frozen linear keeps no input
-    per_layer = T * ((8 if cfg.method == "full" else 5) * h + 2 * hkv + 4 * f) * a
-    if cfg.method != "full" and cfg.lora_dropout > 0:  # each LoRA input's dropped-out copy and its bool mask
-        per_layer += T * n["lora_inputs"] / L * (s + 1)
-    if a < 4: per_layer += T * 6 * h * (4 - a)  # 16-bit: the two RMSNorms keep fp32 copies of their input and output
-    act = (L * T * h * s + per_layer) if checkpointing else L * per_layer
-    act += 4 * T * h * s  # outside the layers: embeddings, merged image features, final norm
-    logits = T * V * ((2 * a + 4 + 4) if a < 4 else (4 + 4))  # no fp32 copy for the loss when the logits are fp32 already
-    vis = 0.0
-    if v is not None:
-        hv = _cfg_get(v, "hidden_size", "embed_dim"); fv = _cfg_get(v, "intermediate_size", default=4 * hv)
-        Lv = _cfg_get(v, "num_hidden_layers", "depth", default=1)
-        trained_vision = cfg.method == "full" or cfg.lora_vision_tower
-        vis = patches * (14 * hv + 5 * fv) * a * ((Lv if not checkpointing else 1) if trained_vision else 1)
-        if trained_vision and checkpointing: vis += Lv * patches * hv * a
-    parts = {"weights": w, "trainable_and_optimizer": n["trainable"] * 16, "activations": act, "logits": logits,
-             "vision": vis, "cuda_overhead": CUDA_OVERHEAD_GIB * 2**30}
-    gib = {k: round(v / 2**30, 4) for k, v in parts.items()}
-    return {**gib, "total_gib": round(sum(parts.values()) / 2**30, 3), "params": n, "tokens": T, "vision_patches": patches}
-
-# %% ../nbs/03_train.ipynb #ab16fd79
-def render_labels(tokenizer, input_ids, labels, image_id:int|None=None) -> list[tuple[str, bool]]:
-    "`(text, trained)` pieces of one sample, runs of image tokens collapsed to `<image>xN`."
-    pieces, ids, labs = [], list(map(int, input_ids)), list(map(int, labels))
-    i = 0
-    while i < len(ids):
-        if ids[i] == image_id:
-            j = i
-            while j < len(ids) and ids[j] == image_id: j += 1
-            pieces.append((f"<image>x{j - i}", False)); i = j; continue
-        pieces.append((tokenizer.decode([ids[i]]), labs[i] != -100)); i += 1
-    return pieces
-
-def to_ansi(pieces) -> str:
-    "Terminal rendering: trained text on green, the rest dim."
-    return "".join(f"\x1b[42;30m{t}\x1b[0m" if on else f"\x1b[2m{t}\x1b[0m" for t, on in pieces)
-
-def to_html(pieces, title:str="") -> str:
-    "A standalone HTML rendering of `render_labels` pieces."
-    body = "".join(f'<span class="{"t" if on else "p"}">{html.escape(t)}</span>' for t, on in pieces)
-    return (f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title><style>body{{font-family:sans-serif}}"
-            "pre{white-space:pre-wrap;font-size:14px}.t{background:#9be59b}.p{color:#666}</style>"
-            f"<h3>{html.escape(title)}</h3><p>green: trained tokens (labels); grey: prompt, image and padding (-100)</p><pre>{body}</pre>")
-
-# %% ../nbs/03_train.ipynb #5251dc19
-PREFLIGHT_REPORT, PREFLIGHT_HTML = "preflight.json", "preflight.html"
-
-@dataclass
-class PreflightConfig:
-    "Options of `vlm-it preflight` (it also reads every `train` option)."
-    gpu: str = opt("t4", "target GPU for the memory estimate: " + ", ".join(GPUS))
-    html: str = opt(None, "where to write the highlighted samples (default: OUTPUT_DIR/preflight.html)")
-    n_samples: int = opt(0, "how many records to check (0: all)")
-    show: int = opt(1, "how many samples to render with their trained tokens highlighted")
-
-def _patches(pixel_values, patch:int) -> int:
-    if pixel_values is None: return 0
-    return int(pixel_values.shape[0]) if pixel_values.ndim == 2 else int(pixel_values.numel() // (3 * patch * patch))
-
-def estimate_run(cfg:TrainConfig, args, rows, collate, act_bytes:int=2) -> dict:
-    "`estimate_memory` for training on `rows` with `args`: batch, longest sample, image patches and checkpointing as the run will have them."
-    meta = _meta_model(cfg.model_name_or_path)
-    vcfg = getattr(meta.config, "vision_config", None)
-    per_image = _patches(collate([rows[0]]).get("pixel_values"), _cfg_get(vcfg, "patch_size", default=14) if vcfg else 14)
-    bs, seq, checkpointing = args.per_device_train_batch_size, max(r["length"] for r in rows), use_checkpointing(cfg, args)
-    mem = estimate_memory(meta, cfg, bs, seq, bs * per_image, checkpointing, act_bytes=act_bytes)
-    return {**mem, "seq_len": seq, "activation_checkpointing": checkpointing}
-
-def preflight(cfg:TrainConfig, args=None, opts:PreflightConfig|None=None) -> dict:
-    "Check data, labels and lengths, render samples, and estimate peak GPU memory for `opts.gpu`; returns the report."
-    from transformers import AutoProcessor, TrainingArguments
-    _check(cfg)
-    args, opts = args or TrainingArguments(output_dir="trainer_output"), opts or PreflightConfig()
-    if opts.gpu not in GPUS: raise ConfigError(f"gpu {opts.gpu!r} is not one of {', '.join(GPUS)}")
-    processor = AutoProcessor.from_pretrained(cfg.model_name_or_path)
-    records = load_records(cfg.data)
-    records = records[:opts.n_samples] if opts.n_samples else records
-    rows, bad = prepare_rows(records, processor, cfg.image_root or str(Path(cfg.data).parent), cfg.max_length, skip_bad=True)
-    if not rows: raise RecordError(f"no usable record in {cfg.data!r}: " + "; ".join(b["problem"] for b in bad[:3]))
-    collate, img_id = VLMCollator(processor, cfg.max_length), image_token_id(processor)
-    batch = collate(rows[:max(1, opts.show)])
-    trained_ok = bool(((batch["labels"] != -100).sum(1) > 0).all())
-    pieces = [render_labels(processor.tokenizer, batch["input_ids"][i][batch["attention_mask"][i] == 1],
-                            batch["labels"][i][batch["attention_mask"][i] == 1], img_id) for i in range(len(batch["input_ids"]))]
-    for r, p in zip(rows, pieces): print(f"--- {r['id']} ---\n{to_ansi(p)}")
-    html_path = Path(opts.html) if opts.html else Path(args.output_dir)/PREFLIGHT_HTML
-    with atomic_write(html_path) as f: f.write("\n".join(to_html(p, r["id"]) for r, p in zip(rows, pieces)))
-    mem = estimate_run(cfg, args, rows, collate)
-    gpu_gib, bf16 = GPUS[opts.gpu]
-    lengths = sorted(r["full_length"] for r in rows)
-    report = {"model": cfg.model_name_or_path, "method": cfg.method, "n_records": len(records), "n_usable": len(rows),
-              "problems": bad, "truncated": [r["id"] for r in rows if r["full_length"] > cfg.max_length],
-              "max_length": cfg.max_length, "tokens": {"min": lengths[0], "median": lengths[len(lengths) // 2], "max": lengths[-1]},
-              "trained_tokens_min": min(r["n_trained"] for r in rows), "masks_ok": trained_ok,
-              "gpu": opts.gpu, "gpu_gib": gpu_gib, "compute_dtype": "bf16" if bf16 else "fp16",
-              "batch": args.per_device_train_batch_size,
-              "seq_len": mem["seq_len"], "activation_checkpointing": mem["activation_checkpointing"], "memory": mem,
-              "fits": mem["total_gib"] <= gpu_gib, "html": str(html_path)}
-    report["ok"] = report["fits"] and trained_ok and not bad
-    write_json(report, Path(args.output_dir)/PREFLIGHT_REPORT)
-    m = mem
-    print(f"{len(rows)}/{len(records)} records usable, {len(bad)} with problems, {len(report['truncated'])} truncated "
-          f"at max_length={cfg.max_length}; tokens/sample min {lengths[0]} median {report['tokens']['median']} max {lengths[-1]}")
-    print(f"estimated peak on {opts.gpu} ({gpu_gib} GiB): {m['total_gib']} GiB = weights {m['weights']} + trainable/optimizer "
-          f"{m['trainable_and_optimizer']} + activations {m['activations']} + logits {m['logits']} + vision {m['vision']} "
-          f"+ overhead {m['cuda_overhead']} -> {'fits' if report['fits'] else 'DOES NOT FIT'}")
-    for b in bad[:10]: print("problem:", b["problem"])
-    return report
-
-# %% ../nbs/03_train.ipynb #a6344616
+# %% ../nbs/03_train.ipynb #48d77da2
 def _tensor_gib(model) -> float:
     "Bytes held by the model's parameters and buffers (4-bit weights with their quantisation constants), each storage once."
     seen, n = set(), 0
@@ -726,6 +222,7 @@ def _tensor_gib(model) -> float:
             n += sum(x.numel() * x.element_size() for x in extra)
     return n / 2**30
 
+# %% ../nbs/03_train.ipynb #2b65edb7
 @contextlib.contextmanager
 def _stderr_silenced():
     "Point file descriptor 2 at /dev/null for the block (for C++ libraries that print there)."
@@ -734,6 +231,7 @@ def _stderr_silenced():
     try: os.dup2(null, 2); yield
     finally: os.dup2(saved, 2); os.close(saved); os.close(null)
 
+# %% ../nbs/03_train.ipynb #ed6756f7
 class PeakMemory(TrainerCallback):
     "Trainer callback: the training loop's peak tensor memory in GiB (`.peak_gib`): CUDA's allocator peak, or on CPU the model's tensors plus the profiler's allocation peak."
     peak_gib = None
@@ -753,31 +251,3 @@ class PeakMemory(TrainerCallback):
         for e in sorted((e for e in self.prof.profiler.kineto_results.events() if e.name() == "[memory]"), key=lambda e: e.start_ns()):
             live += e.nbytes(); peak = max(peak, live)
         self.peak_gib = self.base + peak / 2**30
-
-# %% ../nbs/03_train.ipynb #c976278b
-def qwen25_vl_7b_config():
-    "Qwen2.5-VL-7B-Instruct's architecture (from its published config.json), for estimates and benchmarks."
-    from transformers import Qwen2_5_VLConfig
-    return Qwen2_5_VLConfig(
-        text_config=dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-                         num_key_value_heads=4, vocab_size=152064, max_position_embeddings=128000, rope_theta=1e6,
-                         rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]}, tie_word_embeddings=False),
-        vision_config=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584,
-                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
-                           fullatt_block_indexes=[7, 15, 23, 31], in_chans=3, hidden_act="silu"),
-        image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, tie_word_embeddings=False)
-
-def llava15_7b_config():
-    "LLaVA-1.5-7B's architecture (CLIP ViT-L/336 + Vicuna-7B), for estimates and benchmarks."
-    from transformers import LlavaConfig, CLIPVisionConfig, LlamaConfig
-    return LlavaConfig(vision_config=CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
-                       num_attention_heads=16, image_size=336, patch_size=14, projection_dim=768),
-                       text_config=LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-                       num_attention_heads=32, num_key_value_heads=32, vocab_size=32064), image_token_id=32000,
-                       image_seq_length=576)
-
-def meta_from_config(config):
-    "A model built on the meta device from `config`."
-    import torch
-    from transformers import AutoModelForImageTextToText
-    with torch.device("meta"): return AutoModelForImageTextToText.from_config(config)
