@@ -14,8 +14,8 @@ from .core import TRAIN_CONFIG_FILE, ConfigError, adapter_base, progress, resolv
 
 
 # %% auto #0
-__all__ = ['METHODS', 'load_clip', 'clip_scores', 'model_parts', 'lora_targets', 'load_model', 'describe_model',
-           'meta_from_config', 'pick_device', 'is_adapter_dir', 'load_vlm', 'generate_answers']
+__all__ = ['METHODS', 'load_clip', 'clip_scores', 'model_parts', 'lora_targets', 'load_model', 'meta_model', 'describe_model',
+           'pick_device', 'is_adapter_dir', 'load_vlm', 'generate_answers']
 
 # %% ../nbs/09_models.ipynb #e0d596f5
 @lru_cache(maxsize=2)
@@ -116,7 +116,7 @@ def load_model(cfg, checkpointing:bool|None=None, weights:str|None=None):
     if cfg.method not in METHODS: raise ConfigError(f"method {cfg.method!r} is not one of {', '.join(METHODS)}")
     dtype, kw = torch_dtype(cfg.dtype), {}
     if cfg.method == "qlora":
-        probe = _meta_model(cfg.model_name_or_path)
+        probe = meta_model(cfg.model_name_or_path)
         skip = ["lm_head"] + model_parts(probe)["projector"]  # full names: matched from the start of module names
         kw["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype, llm_int8_skip_modules=skip)
@@ -137,11 +137,12 @@ def load_model(cfg, checkpointing:bool|None=None, weights:str|None=None):
     return get_peft_model(model, lcfg), processor
 
 # %% ../nbs/09_models.ipynb #d62449b4
-def _meta_model(path:str):
-    "The model of `path` built on the meta device: every shape, no memory, no weights read."
+def meta_model(source):
+    "The model of `source` (a path, hub id or config) built on the meta device: every shape, no memory, no weights read."
     import torch
     from transformers import AutoConfig, AutoModelForImageTextToText
-    with torch.device("meta"): return AutoModelForImageTextToText.from_config(AutoConfig.from_pretrained(path))
+    config = AutoConfig.from_pretrained(source) if isinstance(source, (str, Path)) else source
+    with torch.device("meta"): return AutoModelForImageTextToText.from_config(config)
 
 # %% ../nbs/09_models.ipynb #1c9372e6
 def describe_model(model) -> dict:
@@ -160,7 +161,7 @@ def _load_base(base:str, dtype, adapter_dir:Path, dequantize:bool):
         import yaml; method = (yaml.safe_load((adapter_dir/TRAIN_CONFIG_FILE).read_text()) or {}).get("method")
     if method == "qlora" and dequantize:
         cdt = dtype if dtype != "auto" else torch_dtype()
-        skip = ["lm_head"] + model_parts(_meta_model(base))["projector"]
+        skip = ["lm_head"] + model_parts(meta_model(base))["projector"]
         q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                bnb_4bit_compute_dtype=cdt, llm_int8_skip_modules=skip)
         model = AutoModelForImageTextToText.from_pretrained(base, quantization_config=q, dtype=cdt,
@@ -169,13 +170,6 @@ def _load_base(base:str, dtype, adapter_dir:Path, dequantize:bool):
         return model.to(cdt), True
     model = AutoModelForImageTextToText.from_pretrained(base, dtype=dtype)
     return (model.to("cuda") if torch.cuda.is_available() else model), False
-
-# %% ../nbs/09_models.ipynb #f6518849
-def meta_from_config(config):
-    "A model built on the meta device from `config`."
-    import torch
-    from transformers import AutoModelForImageTextToText
-    with torch.device("meta"): return AutoModelForImageTextToText.from_config(config)
 
 # %% ../nbs/09_models.ipynb #d04faf6b
 def pick_device(device:str="auto") -> str:

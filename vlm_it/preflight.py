@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .core import ConfigError, RecordError, atomic_write, load_records, opt, write_json
-from .models import _meta_model, lora_targets, model_parts
+from .models import meta_model, lora_targets, model_parts
 from .data import VLMCollator, image_token_id, prepare_rows, render_labels, to_ansi, to_html
 from .train import TrainConfig, _check, use_checkpointing
 
@@ -112,7 +112,7 @@ def _patches(pixel_values, patch:int) -> int:
 # %% ../nbs/12_preflight.ipynb #35c89288
 def estimate_run(cfg:TrainConfig, args, rows, collate, act_bytes:int=2) -> dict:
     "`estimate_memory` for training on `rows` with `args`: batch, longest sample, image patches and checkpointing as the run will have them."
-    meta = _meta_model(cfg.model_name_or_path)
+    meta = meta_model(cfg.model_name_or_path)
     vcfg = getattr(meta.config, "vision_config", None)
     per_image = _patches(collate([rows[0]]).get("pixel_values"), _cfg_get(vcfg, "patch_size", default=14) if vcfg else 14)
     bs, seq, checkpointing = args.per_device_train_batch_size, max(r["length"] for r in rows), use_checkpointing(cfg, args)
