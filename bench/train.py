@@ -4,14 +4,14 @@ CPU mode (always runs): the tiny offline VLM (vlm_it.tiny), steps/s per method (
 and the collator's cost per batch against the whole training step.
 
 Memory mode (CPU or GPU): LLaVA-shaped models of a few widths and depths with random weights, 2 steps of `train` on
-~1,000-token samples per method; the measured peak of tensor memory (`vlm_it.train.PeakMemory`) against the preflight
+~1,000-token samples per method; the measured peak of tensor memory (`vlm_it.preflight.PeakMemory`) against the preflight
 estimate (`estimate_run`, without the CUDA context). `--bf16` trains with bf16 autocast on CPU, as a GPU run does.
 
 GPU mode (runs only when CUDA is available, otherwise it prints that it was skipped): a LLaVA-1.5-7B-shaped model
 (CLIP ViT-L/336 + Vicuna-7B: 576 image tokens per 336 px image) with random weights (memory and speed do not depend on the weights), QLoRA, 1024 tokens per sample at a stated image
 resolution, batch 1, activation checkpointing: peak GPU memory and tokens/s of `vlm_it.train.train`, then TRL's
 SFTTrainer on the same model, data and LoRA settings in the same process. (Qwen2.5-VL-7B shapes are in
-`vlm_it.train.qwen25_vl_7b_config` for the preflight estimate; its processor needs torchvision, which the offline build
+`vlm_it.tiny.qwen25_vl_7b_config` for the preflight estimate; its processor needs torchvision, which the offline build
 machine lacks.) `--shapes tiny` runs the GPU-mode code path with a tiny LLaVA config (works on CPU) to check the harness
 itself; `--shapes mid` (LLaVA with a 1024-wide, 8-layer language model, 170M parameters) makes the same comparison on CPU.
 
@@ -24,6 +24,9 @@ Prints a table and writes bench/results/train-MODE.json.
 from __future__ import annotations
 import argparse, json, os, platform, sys, tempfile, time, warnings
 from pathlib import Path
+
+# run as `python bench/train.py`, this folder comes first on sys.path, and its evaluate.py would shadow HF `evaluate`
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 warnings.filterwarnings("ignore")
 os.environ.setdefault("VLM_IT_QUIET", "1")
@@ -76,7 +79,7 @@ def bench_cpu(steps: int) -> list[dict]:
                                  learning_rate=1e-4, logging_steps=1000, save_strategy="no", report_to="none",
                                  disable_tqdm=True, use_cpu=True, dataloader_num_workers=0, seed=0)
         t0 = time.perf_counter()
-        train(TrainConfig(model_name_or_path=str(model_dir), data=str(data), method=method, max_length=256), args,
+        train(TrainConfig(model_name_or_path=str(model_dir), input=str(data), method=method, max_length=256), args,
               callbacks=[timer])
         total = time.perf_counter() - t0
         step = sorted(timer.times[2:])[len(timer.times[2:]) // 2]  # median, first 2 steps are warm-up
@@ -155,15 +158,15 @@ def bench_memory(seq_len: int, bf16: bool = False) -> list[dict]:
     "Peak tensor memory of 2 steps of `train` (PeakMemory callback) against `estimate_run`, per case."
     import torch
     from transformers import AutoProcessor, TrainingArguments
-    from vlm_it.train import TrainConfig, train, load_rows, PeakMemory
+    from vlm_it.train import TrainConfig, train, load_rows
     from vlm_it.data import VLMCollator
-    from vlm_it.preflight import estimate_run, CUDA_OVERHEAD_GIB
+    from vlm_it.preflight import PeakMemory, estimate_run, CUDA_OVERHEAD_GIB
     cuda, tmp, out = torch.cuda.is_available(), Path(tempfile.mkdtemp()), []
     bf16 = bf16 or cuda  # a GPU run trains with bf16 autocast
     data = long_data(tmp/"data", n=4, image_size=336, answer_words=seq_len)
     for i, (shapes, opts) in enumerate(MEMORY_CASES):
         model_dir = build_llava(tmp/f"m{i}", shapes)
-        cfg = TrainConfig(model_name_or_path=str(model_dir), data=str(data), max_length=seq_len,
+        cfg = TrainConfig(model_name_or_path=str(model_dir), input=str(data), max_length=seq_len,
                           dtype="bf16" if bf16 and opts["method"] != "full" else "auto", **opts)
         args = TrainingArguments(output_dir=str(tmp/f"run{i}"), max_steps=2, per_device_train_batch_size=1, bf16=bf16,
                                  save_strategy="no", report_to="none", disable_tqdm=True, logging_steps=100,
@@ -186,14 +189,14 @@ def bench_memory(seq_len: int, bf16: bool = False) -> list[dict]:
 def bench_gpu(shapes: str, steps: int, image_size: int, seq_len: int, skip_trl: bool) -> list[dict]:
     import torch
     from transformers import AutoProcessor, TrainingArguments
-    from vlm_it.train import TrainConfig, train, load_rows, PeakMemory
+    from vlm_it.train import TrainConfig, train, load_rows
     from vlm_it.data import VLMCollator
-    from vlm_it.preflight import estimate_run
+    from vlm_it.preflight import PeakMemory, estimate_run
     cuda = torch.cuda.is_available()
     tmp = Path(tempfile.mkdtemp())
     model_dir = build_llava(tmp/"llava", shapes)
     data = long_data(tmp/"data", n=steps + 4, image_size=image_size, answer_words=seq_len)
-    cfg = TrainConfig(model_name_or_path=str(model_dir), data=str(data), method="qlora", max_length=seq_len,
+    cfg = TrainConfig(model_name_or_path=str(model_dir), input=str(data), method="qlora", max_length=seq_len,
                       kbit_upcast=False)
     proc = AutoProcessor.from_pretrained(model_dir)
     ds, _ = load_rows(cfg, proc)
@@ -226,11 +229,10 @@ def bench_trl(model_dir, data, cfg, common, steps, tokens, tmp, shapes, image_si
     from datasets import Dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
-    from transformers import AutoProcessor
     from vlm_it.core import load_records, to_messages
     from vlm_it.models import load_model, lora_targets
     from vlm_it.core import load_image
-    from vlm_it.train import PeakMemory
+    from vlm_it.preflight import PeakMemory
     cuda = torch.cuda.is_available()
     model, proc = load_model(cfg, checkpointing=True)
     base = model.unload() if hasattr(model, "unload") else model  # TRL adds LoRA itself
@@ -268,7 +270,7 @@ def bench_lengths(shapes, seq_len: int, n: int = 24, batch: int = 4) -> list[dic
                   use_cpu=not cuda, seed=0)
     row = {"mode": "lengths-gpu" if cuda else "lengths-cpu", "model": f"llava-1.5-{shapes}", "batch": batch, "samples": n}
     for grouped in (False, True):
-        cfg = TrainConfig(model_name_or_path=str(model_dir), data=str(data), method="qlora", max_length=seq_len,
+        cfg = TrainConfig(model_name_or_path=str(model_dir), input=str(data), method="qlora", max_length=seq_len,
                           kbit_upcast=False, group_by_length=grouped)
         ds, _ = load_rows(cfg, AutoProcessor.from_pretrained(model_dir))
         tokens, timer = sum(ds["length"]), StepTimer()

@@ -7,7 +7,7 @@ Docs: https://vlm-it.github.io/vlm-it/cli.html.md"""
 # %% ../nbs/16_cli.ipynb #3699a843
 from __future__ import annotations
 import argparse, importlib, sys
-from .core import ConfigError, RecordError, load_config, make_parser, setup_logging, get_logger
+from .core import ConfigError, RecordError, load_config, make_parser, setup_logging
 
 # %% auto #0
 __all__ = ['COMMANDS', 'POSITIONAL', 'SECTIONS', 'command', 'parse_command', 'main']

@@ -15,10 +15,10 @@ from typing import Iterable
 __all__ = ['LOGGER_NAME', 'IMAGE_TOKEN', 'HUMAN', 'GPT', 'DTYPE_NAMES', 'METADATA_FILE', 'PREPROCESS_REPORT', 'ANNOTATIONS_FILE',
            'REJECTED_FILE', 'FILTER_REPORT', 'TRAIN_CONFIG_FILE', 'COLOURS', 'COCO_CATEGORIES', 'get_logger',
            'setup_logging', 'progress', 'RecordError', 'make_record', 'turns', 'validate_record', 'resolve_image',
-           'atomic_write', 'write_json', 'read_json', 'write_jsonl', 'append_jsonl', 'read_jsonl', 'to_messages',
-           'from_messages', 'load_records', 'save_records', 'records_to_dataset', 'dataset_to_records', 'stable_id',
-           'file_sha1', 'ConfigError', 'opt', 'read_yaml', 'make_parser', 'load_config', 'config_to_dict',
-           'save_config', 'torch_dtype', 'adapter_base', 'load_image']
+           'make_image_row', 'validate_image_row', 'atomic_write', 'write_json', 'read_json', 'write_jsonl',
+           'append_jsonl', 'read_jsonl', 'to_messages', 'from_messages', 'load_records', 'save_records',
+           'records_to_dataset', 'dataset_to_records', 'stable_id', 'file_sha1', 'ConfigError', 'opt', 'read_yaml',
+           'make_parser', 'load_config', 'config_to_dict', 'save_config', 'torch_dtype', 'adapter_base', 'load_image']
 
 # %% ../nbs/05_core.ipynb #ca4845ce
 LOGGER_NAME = "vlm_it"
@@ -98,6 +98,29 @@ def resolve_image(image_root:str|Path, image:str, check_exists:bool=False, rid:s
     if not p.is_relative_to(root): raise RecordError(f"{who}image {image!r} resolves outside the image root {str(root)!r}")
     if check_exists and not p.is_file(): raise RecordError(f"{who}image {image!r} not found under {str(root)!r}")
     return p
+
+# %% ../nbs/05_core.ipynb #301306df
+def make_image_row(id:str, file_name:str, width:int, height:int, source_file:str|None=None, captions=(), objects=(), **extra) -> dict:
+    "An image row of `metadata.jsonl` (see above); `extra` keys are kept as they are."
+    return {"id": str(id), "file_name": str(file_name), "source_file": source_file, "width": int(width), "height": int(height),
+            "captions": list(captions), "objects": [dict(o) for o in objects], **extra}
+
+# %% ../nbs/05_core.ipynb #0a349b72
+def validate_image_row(row:dict) -> dict:
+    "Check an image row; return it or raise `RecordError` naming the row and the rule it breaks."
+    rid = row.get("id") if isinstance(row, dict) else None
+    def bad(msg): raise RecordError(f"image row {rid!r}: {msg}")
+    if not isinstance(row, dict): raise RecordError(f"image row must be a JSON object, got {type(row).__name__}")
+    if not isinstance(rid, str) or not rid: bad("'id' must be a non-empty string")
+    if not isinstance(row.get("file_name"), str) or not row["file_name"]: bad("'file_name' must be a path relative to the image root")
+    for k in ("width", "height"):
+        if not isinstance(row.get(k), int) or row[k] < 1: bad(f"{k!r} must be a positive number of pixels")
+    caps = row.get("captions", [])
+    if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps): bad("'captions' must be a list of strings")
+    for o in row.get("objects") or []:
+        if not (isinstance(o, dict) and isinstance(o.get("category"), str) and len(o.get("bbox") or []) == 4):
+            bad(f"each object needs a 'category' and a 4-number 'bbox' [x, y, w, h], got {str(o)[:80]}")
+    return row
 
 # %% ../nbs/05_core.ipynb #cc4ec8ba
 _UMASK = os.umask(0); os.umask(_UMASK)  # read once: the process umask can only be read by setting it

@@ -6,29 +6,26 @@ Docs: https://vlm-it.github.io/vlm-it/filter.html.md"""
 
 # %% ../nbs/02_filter.ipynb #3fddcf87
 from __future__ import annotations
-import dataclasses, difflib, hashlib, json, re, time
+import dataclasses, hashlib, json, re, time
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
-from .core import (ANNOTATIONS_FILE, COCO_CATEGORIES, COLOURS, ConfigError, FILTER_REPORT, HUMAN, IMAGE_TOKEN,
+from .core import (ANNOTATIONS_FILE, ConfigError, FILTER_REPORT, HUMAN, IMAGE_TOKEN,
     REJECTED_FILE, RecordError, config_to_dict, get_logger, load_records, opt, progress, read_jsonl, resolve_image,
-    stable_id, validate_record, write_json, write_jsonl)
-from .images import IMAGE_EXTS, hamming_to_nearest, image_hash
+    stable_id, write_json, write_jsonl)
+from .filter_rules import (check_degenerate, check_format, check_grounding, check_length, check_refusal, failed,
+    is_usable, meta_of, normalize, passed, per_record, qa_pairs, skipped)
+from .images import DupLimits, Fingerprint, IMAGE_EXTS, PIXEL_DISTANCE, Pictures, find_twins
 from .models import clip_scores
 from .plots import plot_funnel
 
 log = get_logger("filtering")
 
 # %% auto #0
-__all__ = ['log', 'ALL_RULES', 'DEFAULT_RULES', 'FILTER_FUNNEL', 'JUDGE_LEDGER', 'REFUSAL_PATTERNS', 'ALIASES', 'NUMBER_WORDS',
-           'NEGATION', 'REVIEW_SYSTEM', 'RULES', 'PHASES', 'FilterConfig', 'passed', 'failed', 'skipped', 'is_usable',
-           'qa_pairs', 'normalize', 'meta_of', 'per_record', 'check_format', 'load_tokenizer', 'answer_length',
-           'check_length', 'refusal_regex', 'check_refusal', 'most_repeated_ngram', 'echo_ratio', 'check_degenerate',
-           'Vocab', 'build_vocab', 'mentions', 'sentences', 'as_number', 'count_claims', 'check_grounding',
-           'eval_image_paths', 'check_contamination', 'shingles', 'check_duplicates', 'check_clip_score',
-           'review_messages', 'parse_judge_score', 'check_llm_judge', 'run_rules', 'funnel_counts', 'check_image_root',
-           'filter_annotations', 'strip_verdicts', 'all_records']
+__all__ = ['log', 'ALL_RULES', 'DEFAULT_RULES', 'FILTER_FUNNEL', 'JUDGE_LEDGER', 'REVIEW_SYSTEM', 'RULES', 'PHASES',
+           'FilterConfig', 'eval_image_paths', 'check_contamination', 'shingles', 'ImageMatch', 'check_duplicates',
+           'check_clip_score', 'review_messages', 'parse_judge_score', 'check_llm_judge', 'run_rules', 'funnel_counts',
+           'check_image_root', 'filter_annotations', 'strip_verdicts', 'all_records']
 
 # %% ../nbs/02_filter.ipynb #5a99c785
 ALL_RULES = ["format", "length", "refusal", "degenerate", "grounding", "contamination", "duplicates", "clip_score", "llm_judge"]
@@ -36,6 +33,7 @@ DEFAULT_RULES = ALL_RULES[:7]
 FILTER_FUNNEL = "filter_funnel.png"
 JUDGE_LEDGER = "judge_ledger.jsonl"
 
+# %% ../nbs/02_filter.ipynb #9b13db38
 @dataclass
 class FilterConfig:
     "Options of `vlm-it filter`."
@@ -44,40 +42,32 @@ class FilterConfig:
     image_root: str = opt(None, "folder that record image paths are relative to (default: the folder of --input)")
     dry_run: bool = opt(False, "write only the report and the funnel, not the filtered set")
     rules: list[str] = opt(DEFAULT_RULES, f"rules to apply (any of: {', '.join(ALL_RULES)}); a rule not listed is off")
-    # format
     check_images: bool = opt(True, "format: the image file must exist under image_root")
-    # length
     tokenizer: str = opt(None, "length: tokenizer (or model folder / hub id) to count answer tokens with; words when unset")
     min_answer_len: int = opt(1, "length: shortest allowed answer (tokens, or words without a tokenizer)")
     max_answer_len: int = opt(512, "length: longest allowed answer (tokens, or words without a tokenizer)")
     drop_truncated: bool = opt(True, "length: drop answers the labeler cut off (meta finish_reason == 'length')")
-    # refusal
     refusal_patterns: list[str] = opt([], "refusal: extra regular expressions (case-insensitive) that mark a refusal or boilerplate answer")
     builtin_refusals: bool = opt(True, "refusal: also use the built-in patterns ('As an AI', 'I'm sorry, but', ...)")
-    # degenerate
     loop_ngram: int = opt(4, "degenerate: n-gram size (words) used to detect loops")
     loop_max_repeats: int = opt(3, "degenerate: an answer in which one n-gram occurs more often than this is a loop")
     echo_similarity: float = opt(0.9, "degenerate: an answer at least this similar (0-1) to its question repeats it")
-    # duplicates
     dedup_threshold: float = opt(0.8, "duplicates: estimated Jaccard similarity (0-1) of Q/A word n-grams from which records are near-duplicates")
     dedup_ngram: int = opt(2, "duplicates: word n-gram (shingle) size for MinHash")
     dedup_num_perm: int = opt(128, "duplicates: MinHash permutations (more: more exact, slower)")
-    dedup_scope: str = opt("dataset", "duplicates: 'dataset' compares all records, 'image' only records of the same image")
-    # grounding
+    dedup_scope: str = opt("image", "duplicates: 'image': duplicates only when the images are the same file or the same picture (confirmed near duplicates) and the conversations match; 'dataset': the conversation alone, whatever the image")
     grounding_categories: list[str] = opt([], "grounding: object vocabulary, 'name|alias|alias' per entry (empty: COCO's 80 categories)")
     grounding_colours: list[str] = opt([], "grounding: colour vocabulary, 'name|alias' per entry (empty: the built-in colours)")
     grounding_counts: bool = opt(True, "grounding: flag counts ('three dogs') that contradict the number of boxes")
     grounding_skip: list[str] = opt([], "grounding: records whose meta task or labeler is one of these are not checked (answers built from the source data)")
-    # contamination
     eval_images: str = opt(None, "contamination: evaluation images, a folder or a records file; unset: the rule passes everything")
     eval_image_root: str = opt(None, "contamination: root of the image paths in an eval records file (default: its folder)")
-    hash_method: str = opt("phash", "contamination: imagehash method: phash, dhash, average_hash or whash")
-    max_hash_distance: int = opt(4, "contamination: images within this Hamming distance (of 64 bits) are near-duplicates")
-    # clip_score
+    hash_method: str = opt("phash", "contamination, duplicates: imagehash method: phash, dhash, average_hash or whash")
+    max_hash_distance: int = opt(4, "contamination, duplicates: images whose 64-bit hashes differ in at most this many bits are compared pixel by pixel")
+    max_pixel_distance: float = opt(PIXEL_DISTANCE, "contamination, duplicates: a proposed pair of images is the same picture when its thumbnails' pixel distance is at most this")
     clip_model: str = opt(None, "clip_score: CLIP model folder or hub id (e.g. openai/clip-vit-base-patch32)")
     clip_threshold: float = opt(0.2, "clip_score: records whose image-answer cosine similarity is below this are dropped")
     clip_batch_size: int = opt(32, "clip_score: records per forward pass")
-    # llm_judge
     judge_base_url: str = opt(None, "llm_judge: OpenAI-compatible endpoint, e.g. http://localhost:8000/v1")
     judge_model: str = opt(None, "llm_judge: model name sent to the endpoint")
     judge_api_key_env: str = opt("OPENAI_API_KEY", "llm_judge: environment variable that holds the API key")
@@ -86,227 +76,6 @@ class FilterConfig:
     judge_max_retries: int = opt(3, "llm_judge: retries per request (rate limits, server errors, unparsable replies)")
     judge_on_error: str = opt("keep", "llm_judge: what to do with a record the judge could not score: keep or drop")
     judge_ledger: str = opt(None, "llm_judge: cache of judge replies (default: OUTPUT/judge_ledger.jsonl)")
-
-# %% ../nbs/02_filter.ipynb #b4e6987f
-def passed(why:str|None=None, value=None) -> dict:
-    "Verdict of a rule the record passes."
-    return {"ok": True, **({"why": why} if why else {}), **({"value": value} if value is not None else {})}
-
-# %% ../nbs/02_filter.ipynb #af6ffa76
-def failed(why:str, value=None) -> dict:
-    "Verdict of a rule the record fails (it is dropped)."
-    return {"ok": False, "why": why, **({"value": value} if value is not None else {})}
-
-# %% ../nbs/02_filter.ipynb #6b46c401
-def skipped(why:str) -> dict:
-    "Verdict of a rule that does not apply to the record."
-    return {"ok": None, "why": why}
-
-# %% ../nbs/02_filter.ipynb #aad51fc3
-def is_usable(rec) -> bool:
-    "True when `rec` has a list of turns with text, so that content rules can read it (format decides whether it is valid)."
-    return (isinstance(rec, dict) and isinstance(rec.get("conversations"), list)
-            and all(isinstance(t, dict) and isinstance(t.get("value"), str) for t in rec["conversations"]))
-
-# %% ../nbs/02_filter.ipynb #8e2dd256
-def qa_pairs(rec:dict) -> list[tuple[str, str]]:
-    "(question, answer) pairs of a record, `<image>` removed."
-    vals = [t["value"].replace(IMAGE_TOKEN, "").strip() for t in rec["conversations"]]
-    return list(zip(vals[0::2], vals[1::2]))
-
-# %% ../nbs/02_filter.ipynb #ba02462c
-def normalize(text:str) -> str:
-    "Lower-case words without punctuation, single-spaced (curly apostrophes made straight)."
-    text = text.lower().replace("\u2019", "'").replace(IMAGE_TOKEN, " ")
-    return " ".join(re.findall(r"[a-z0-9']+", text))
-
-# %% ../nbs/02_filter.ipynb #bd9a2351
-def meta_of(rec) -> dict:
-    m = rec.get("meta") if isinstance(rec, dict) else None
-    return m if isinstance(m, dict) else {}
-
-# %% ../nbs/02_filter.ipynb #af40212f
-def per_record(check):
-    "Lift `check(rec, cfg) -> verdict` to a rule over a list of records."
-    def rule(records, cfg, todo):
-        return [check(r, cfg) if t else skipped("not evaluated") for r, t in zip(records, todo)]
-    rule.__name__, rule.__doc__ = check.__name__, check.__doc__
-    return rule
-
-# %% ../nbs/02_filter.ipynb #05b65ff1
-def check_format(records:list, cfg:FilterConfig, todo:list[bool]) -> list[dict]:
-    "Schema of each record, an answer last, unique ids, and the image present under `image_root`."
-    out, seen = [], set()
-    for rec, t in zip(records, todo):
-        if not t: out.append(skipped("not evaluated")); continue
-        try:
-            validate_record(rec, image_root=cfg.image_root, check_exists=cfg.check_images)
-            if len(rec["conversations"]) % 2: raise RecordError("the last turn is a question with no answer")
-            if rec["id"] in seen: raise RecordError(f"id {rec['id']!r} appeared earlier in the input")
-            seen.add(rec["id"]); out.append(passed())
-        except RecordError as e: out.append(failed(re.sub(r"^record .*?: ", "", str(e))))
-    return out
-
-# %% ../nbs/02_filter.ipynb #20a1d96f
-@lru_cache(maxsize=4)
-def load_tokenizer(name:str):
-    "A tokenizer from a tokenizer, model or processor folder (or hub id)."
-    from transformers import AutoTokenizer
-    try: return AutoTokenizer.from_pretrained(name)
-    except Exception as e:
-        try:
-            from transformers import AutoProcessor
-            return AutoProcessor.from_pretrained(name).tokenizer
-        except Exception: raise ConfigError(f"cannot load a tokenizer from tokenizer={name!r} ({e}); give a tokenizer or model folder") from None
-
-# %% ../nbs/02_filter.ipynb #fc9d89b3
-def answer_length(text:str, tokenizer=None) -> int:
-    "Length of `text` in tokens of `tokenizer` (special tokens not added), or in words."
-    return len(tokenizer(text, add_special_tokens=False)["input_ids"]) if tokenizer is not None else len(text.split())
-
-# %% ../nbs/02_filter.ipynb #db756fd6
-def check_length(rec:dict, cfg:FilterConfig) -> dict:
-    "Every answer within [min_answer_len, max_answer_len]; no answer truncated by the labeler."
-    fr = meta_of(rec).get("finish_reason")
-    if cfg.drop_truncated and ("length" in fr if isinstance(fr, list) else fr == "length"):
-        return failed("the labeler stopped at its token limit (finish_reason 'length'): the answer is cut off")
-    tok = load_tokenizer(cfg.tokenizer) if cfg.tokenizer else None
-    unit = "tokens" if tok is not None else "words"
-    lens = [answer_length(a, tok) for _, a in qa_pairs(rec)]
-    for i, n in enumerate(lens):
-        if n < cfg.min_answer_len: return failed(f"answer {i+1} has {n} {unit}, fewer than {cfg.min_answer_len}", n)
-        if n > cfg.max_answer_len: return failed(f"answer {i+1} has {n} {unit}, more than {cfg.max_answer_len}", n)
-    return passed(value=max(lens, default=0))
-
-# %% ../nbs/02_filter.ipynb #e72da13b
-REFUSAL_PATTERNS = [r"\bas an ai\b", r"\bi'?m sorry,? but\b", r"\bi am sorry,? but\b", r"\bi can ?not\b",
-    r"\bas a (large )?language model\b", r"\bi am unable to (see|view)\b", r"\bi'?m (unable|not able) to (see|view)\b",
-    r"\bi (do not|don't) have (the ability|access) to (see|view)", r"\bi can'?t (see|view) (the |this |any )?image",
-    r"\bwithout (seeing|access to) the (actual )?image\b", r"\bsorry, i (cannot|can'?t)\b"]
-
-@lru_cache(maxsize=8)
-def refusal_regex(extra:tuple[str, ...]=(), builtin:bool=True) -> re.Pattern:
-    "One case-insensitive pattern from the built-in refusal patterns (if `builtin`) and `extra` ones."
-    for p in extra:
-        try: re.compile(p)
-        except re.error as e: raise ConfigError(f"refusal_patterns: {p!r} is not a valid regular expression ({e})") from None
-    pats = (REFUSAL_PATTERNS if builtin else []) + list(extra)
-    return re.compile("|".join(f"(?:{p})" for p in pats) or r"(?!)", re.IGNORECASE)
-
-# %% ../nbs/02_filter.ipynb #58598e1a
-def check_refusal(rec:dict, cfg:FilterConfig) -> dict:
-    "No answer matches a refusal / boilerplate pattern."
-    rx = refusal_regex(tuple(cfg.refusal_patterns), cfg.builtin_refusals)
-    for i, (_, a) in enumerate(qa_pairs(rec)):
-        if m := rx.search(a.replace("\u2019", "'")): return failed(f"answer {i+1} contains {m.group(0)!r}")
-    return passed()
-
-# %% ../nbs/02_filter.ipynb #e1d4206e
-def most_repeated_ngram(text:str, n:int) -> tuple[str, int]:
-    "The word n-gram of `text` that occurs most often, and how often."
-    words = normalize(text).split()
-    counts = {}
-    for i in range(len(words) - n + 1):
-        g = " ".join(words[i:i+n]); counts[g] = counts.get(g, 0) + 1
-    return max(counts.items(), key=lambda kv: kv[1], default=("", 0))
-
-# %% ../nbs/02_filter.ipynb #be166e99
-def echo_ratio(q:str, a:str, at_least:float=0.0) -> float:
-    "Similarity (0-1) of two strings; 0 as soon as a cheap upper bound shows it is below `at_least`."
-    if not q or not a or 2 * min(len(q), len(a)) / (len(q) + len(a)) < at_least: return 0.0
-    sm = difflib.SequenceMatcher(None, q, a)
-    return sm.ratio() if sm.quick_ratio() >= at_least else 0.0
-
-# %% ../nbs/02_filter.ipynb #53746200
-def check_degenerate(rec:dict, cfg:FilterConfig) -> dict:
-    "No answer loops on an n-gram or repeats its question."
-    for i, (q, a) in enumerate(qa_pairs(rec)):
-        gram, k = most_repeated_ngram(a, cfg.loop_ngram)
-        if k > cfg.loop_max_repeats: return failed(f"answer {i+1} repeats {gram!r} {k} times (a loop)", k)
-        sim = echo_ratio(normalize(q), normalize(a), cfg.echo_similarity)
-        if sim >= cfg.echo_similarity: return failed(f"answer {i+1} repeats its question (similarity {sim:.2f})", round(sim, 3))
-    return passed()
-
-# %% ../nbs/02_filter.ipynb #29f7ea18
-ALIASES = {"person": ["people", "man", "men", "woman", "women", "boy", "girl", "child", "children", "kid", "persons"],
-    "bicycle": ["bike"], "motorcycle": ["motorbike"], "airplane": ["plane", "aeroplane"], "couch": ["sofa"],
-    "tv": ["television"], "cell phone": ["phone", "mobile phone", "cellphone"], "dining table": ["table"],
-    "hair drier": ["hair dryer"], "sports ball": ["ball"], "knife": ["knives"], "potted plant": ["houseplant"],
-    "gray": ["grey"], "wine glass": ["wineglass"], "donut": ["doughnut"], "mouse": ["mice"]}
-NUMBER_WORDS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())}
-NEGATION = re.compile(r"\b(no|not|none|never|without|neither|nor|cannot)\b|n't\b")
-
-@dataclass
-class Vocab:
-    "Terms to look for: one pattern over every alias (and plural), and the canonical name of each alias."
-    pattern: re.Pattern
-    names: dict[str, str]
-    counts: re.Pattern  # a number, up to two words (not 'of', 'the'), then a term: 'three brown dogs'
-
-# %% ../nbs/02_filter.ipynb #15d42ef7
-def build_vocab(entries:list[str], default:list[str]) -> Vocab:
-    "A `Vocab` from `name|alias|...` entries (`default` names, with the built-in aliases, when `entries` is empty)."
-    names = {}
-    for e in (entries or [f"{d}|{'|'.join(ALIASES[d])}" if d in ALIASES else d for d in default]):
-        terms = [" ".join(t.split()).lower() for t in e.split("|") if t.strip()]
-        for t in terms: names.setdefault(t, terms[0])
-    alts = "|".join(r"\s+".join(map(re.escape, t.split())) for t in sorted(names, key=len, reverse=True)) or "(?!)"
-    number = r"\b(\d+|" + "|".join(NUMBER_WORDS) + r")\s+(?:(?!of\b|the\b)[a-z]+\s+){0,2}?"
-    return Vocab(re.compile(rf"\b({alts})(?:e?s)?\b"), names, re.compile(number + rf"({alts})(?:e?s)?\b"))
-
-# %% ../nbs/02_filter.ipynb #791e094a
-def mentions(text:str, vocab:Vocab) -> set[str]:
-    "Canonical names of the vocabulary terms that `text` mentions."
-    return {vocab.names[" ".join(m.group(1).split())] for m in vocab.pattern.finditer(text.lower())}
-
-# %% ../nbs/02_filter.ipynb #a0da70d7
-def sentences(text:str) -> list[str]: return [s for s in re.split(r"[.!?;\n]+", text.lower().replace("\u2019", "'")) if s.strip()]
-
-# %% ../nbs/02_filter.ipynb #36f776bf
-def as_number(word:str) -> int: return int(word) if word.isdigit() else NUMBER_WORDS[word]
-
-# %% ../nbs/02_filter.ipynb #1766a0fa
-def count_claims(question:str, answer:str, cats:Vocab) -> list[tuple[str, int, bool]]:
-    "`(category, number, exact)` claims of an answer: 'three dogs', or a bare number answering 'How many dogs...'."
-    asked = mentions(question, cats) if question.lower().lstrip().startswith("how many") else set()
-    claims = [(name, as_number(m.group(1)), name in asked) for s in sentences(answer) if not NEGATION.search(s)
-              for m in cats.counts.finditer(s) for name in [cats.names[" ".join(m.group(2).split())]]]
-    if not claims and len(asked) == 1 and (m := re.search(r"\b(\d+|" + "|".join(NUMBER_WORDS) + r")\b", answer.lower())):
-        claims.append((asked.pop(), as_number(m.group(1)), True))
-    return claims
-
-# %% ../nbs/02_filter.ipynb #af98f54b
-def check_grounding(rec:dict, cfg:FilterConfig) -> dict:
-    "Objects and colours named in answers appear in the captions/objects; counts match the boxes."
-    meta = meta_of(rec)
-    caps = [c for c in (meta.get("captions") or []) if isinstance(c, str)]
-    objs = [o for o in (meta.get("objects") or []) if isinstance(o, dict) and o.get("category")]
-    if not caps and not objs: return skipped("no captions or objects to check against")
-    if {meta.get("task"), meta.get("labeler")} & set(cfg.grounding_skip): return skipped("grounding_skip names its task or labeler")
-    cats, cols = _vocab(tuple(cfg.grounding_categories), tuple(cfg.grounding_colours))
-    cap_text = " ".join(caps)
-    obj_names = set().union(*[mentions(str(o["category"]), cats) for o in objs]) if objs else set()
-    obj_cols = " ".join(str(o.get("colour") or o.get("color") or "") for o in objs)
-    present = mentions(cap_text, cats) | obj_names | mentions(cap_text + " " + obj_cols, cols)
-    colour_info = bool(caps) or bool(obj_cols.strip())
-    for i, (q, a) in enumerate(qa_pairs(rec)):
-        named = set()
-        for s in sentences(a):
-            if not NEGATION.search(s): named |= mentions(s, cats) | (mentions(s, cols) if colour_info else set())
-        if re.match(r"\s*yes\b", a.lower()): named |= mentions(q, cats) | (mentions(q, cols) if colour_info else set())
-        if absent := sorted(named - present):
-            return failed(f"answer {i+1} names {', '.join(absent)}, absent from the captions/objects", absent)
-        if cfg.grounding_counts and objs:
-            for name, n, exact in count_claims(q, a, cats):
-                boxes = sum(1 for o in objs if name in mentions(str(o["category"]), cats))
-                if n > boxes or (exact and n != boxes):
-                    return failed(f"answer {i+1} says {n} {name}(s), but the image has {boxes} {name} box(es)", [n, boxes])
-    return passed()
-
-# %% ../nbs/02_filter.ipynb #8e7dcdff
-@lru_cache(maxsize=8)
-def _vocab(categories:tuple, colours:tuple):
-    return build_vocab(list(categories), COCO_CATEGORIES), build_vocab(list(colours), COLOURS)
 
 # %% ../nbs/02_filter.ipynb #3f8445ac
 def eval_image_paths(cfg:FilterConfig) -> list[Path]:
@@ -317,34 +86,35 @@ def eval_image_paths(cfg:FilterConfig) -> list[Path]:
     root = cfg.eval_image_root or src.parent
     return sorted({resolve_image(root, r["image"]) for r in load_records(src, validate=False) if isinstance(r, dict) and r.get("image")})
 
+# %% ../nbs/02_filter.ipynb #e99ffc6e
+def _pictures(cfg:FilterConfig) -> Pictures:
+    "Fingerprint and thumbnail cache with the options' limits."
+    return Pictures(cfg.hash_method, DupLimits(max_hash=cfg.max_hash_distance, max_pixel=cfg.max_pixel_distance))
+
 # %% ../nbs/02_filter.ipynb #fa3ce935
 def check_contamination(records:list, cfg:FilterConfig, todo:list[bool]) -> list[dict]:
-    "Training images that are perceptual near-duplicates of an evaluation image are dropped."
+    "Training images that are the same picture as an evaluation image (proposed by hash, confirmed by pixels) are dropped."
     if not cfg.eval_images: return [skipped("no eval_images given") for _ in records]
-    log = get_logger("filter")
-    refs = {}
-    for p in progress(eval_image_paths(cfg), desc="hashing eval images", leave=False):
-        try: refs[p] = image_hash(p, cfg.hash_method)
-        except OSError as e: log.warning("contamination: cannot read eval image %s (%s)", p, e)
+    pics = _pictures(cfg)
+    refs = {p: fp for p in progress(eval_image_paths(cfg), desc="hashing eval images", leave=False) if isinstance(fp := pics.fingerprint(p), Fingerprint)}
     if not refs: raise ConfigError(f"eval_images={cfg.eval_images!r} holds no readable image")
-    ref_paths, ref_hashes = list(refs), list(refs.values())
-    paths = {}
-    for r, t in zip(records, todo):
-        if t and isinstance(r.get("image"), str): paths.setdefault(r["image"], None)
-    for rel in progress(list(paths), desc="hashing images", leave=False):
-        try: paths[rel] = image_hash(resolve_image(cfg.image_root, rel), cfg.hash_method)
-        except (OSError, RecordError) as e: paths[rel] = f"cannot read the image ({e.__class__.__name__})"
-    ok = {rel: h for rel, h in paths.items() if isinstance(h, int)}
-    near = dict(zip(ok, hamming_to_nearest(list(ok.values()), ref_hashes))) if ok else {}
-    out = []
-    for r, t in zip(records, todo):
-        rel = r.get("image") if t else None
-        if rel not in paths: out.append(skipped("not evaluated")); continue
-        if rel not in near: out.append(skipped(paths[rel])); continue
-        j, dist = near[rel]
-        out.append(failed(f"the image is a near-duplicate of eval image {ref_paths[j].name} (distance {dist})", dist)
-                   if dist <= cfg.max_hash_distance else passed(value=dist))
-    return out
+    facts, paths = {}, {}
+    for rel in {r["image"]: 0 for r, t in zip(records, todo) if t and isinstance(r.get("image"), str)}:
+        try: paths[rel] = resolve_image(cfg.image_root, rel)
+        except RecordError: facts[rel] = "cannot read the image (RecordError)"
+    facts.update({rel: pics.fingerprint(p) for rel, p in progress(list(paths.items()), desc="hashing images", leave=False)})
+    ok, ref_paths = [rel for rel, fp in facts.items() if isinstance(fp, Fingerprint)], list(refs)
+    twins = find_twins([facts[rel] for rel in ok], list(refs.values()), lambda k: pics.thumb(paths[ok[k]]), lambda j: pics.thumb(ref_paths[j]), pics.limits)
+    found = dict(zip(ok, twins))
+    return [_contamination_verdict(r.get("image"), found, facts, ref_paths) if t else skipped("not evaluated") for r, t in zip(records, todo)]
+
+# %% ../nbs/02_filter.ipynb #e6056977
+def _contamination_verdict(rel, found:dict, facts:dict, ref_paths:list[Path]) -> dict:
+    "The verdict of one record from `find_twins`' answer for its image."
+    if rel not in found: return skipped(facts[rel] if isinstance(facts.get(rel), str) else "not evaluated")
+    near, d, twin = found[rel]
+    if twin: return failed(f"the image is the same picture as eval image {ref_paths[twin[0]].name} (hash distance {twin[1]}, pixel distance {twin[2]})", twin[1])
+    return passed(value=d)
 
 # %% ../nbs/02_filter.ipynb #f37ca826
 def shingles(text:str, n:int) -> set[str]:
@@ -352,32 +122,53 @@ def shingles(text:str, n:int) -> set[str]:
     w = normalize(text).split()
     return {" ".join(w[i:i+n]) for i in range(max(1, len(w) - n + 1))}
 
+# %% ../nbs/02_filter.ipynb #dc21c8cd
+class ImageMatch:
+    "Which kept record has the same image as a new one: the same file, or (scope `image`) the same picture."
+    def __init__(self, records:list, cfg:FilterConfig): self.records, self.cfg, self.pics = records, cfg, _pictures(cfg)
+
+    def _path(self, i:int):
+        try: return resolve_image(self.cfg.image_root, self.records[i]["image"])
+        except (RecordError, TypeError, KeyError): return None
+
+    def first(self, i:int, cands:list[int]) -> tuple[int, str]|None:
+        "`(kept record, how its image relates)` for the first of `cands` with the same image as record `i`."
+        if self.cfg.dedup_scope == "dataset": return (cands[0], "any image") if cands else None
+        rel = self.records[i].get("image")
+        if (j := next((j for j in cands if self.records[j].get("image") == rel), None)) is not None: return j, "same image"
+        hit = self.pics.first_same(self._path(i), [self._path(j) for j in cands]) if cands else None
+        return (cands[hit[0]], f"same picture: hash distance {hit[1]}, pixel distance {hit[2]}") if hit else None
+
+# %% ../nbs/02_filter.ipynb #d924d222
+def _duplicate_verdict(records:list, hit:tuple[int, str], text:str, similarity:float|None=None) -> dict:
+    "The failed verdict of a record that repeats kept record `hit[0]`; `text` is 'exact' or 'near'."
+    rid, how = records[hit[0]].get("id"), hit[1]
+    why = f"exact duplicate of {rid!r}" if text == "exact" else f"near-duplicate of {rid!r} (similarity {similarity:.2f})"
+    if how.startswith("same picture"): why += f", a copy of its image ({how})"
+    return failed(why, rid, kind=f"{text} text, {how.split(':')[0]}")
+
 # %% ../nbs/02_filter.ipynb #0b9652d8
 def check_duplicates(records:list, cfg:FilterConfig, todo:list[bool]) -> list[dict]:
-    "Exact and near-duplicate Q/A conversations: the first in input order is kept, later ones are dropped."
+    "Records whose conversations match (exactly, or by MinHash) about the same image: the first in input order is kept."
     from datasketch import MinHash, MinHashLSH
     if cfg.dedup_scope not in ("dataset", "image"): raise ConfigError(f"dedup_scope={cfg.dedup_scope!r}; choose dataset or image")
     if not 0 < cfg.dedup_threshold <= 1: raise ConfigError(f"dedup_threshold={cfg.dedup_threshold}; give a similarity in (0, 1]")
     # LSH only proposes candidates (set a little below the threshold for recall); the estimated similarity decides
     lsh = MinHashLSH(threshold=min(max(cfg.dedup_threshold - 0.1, 0.1), 0.9), num_perm=cfg.dedup_num_perm)
-    exact, kept_mh, out = {}, {}, []
     proto = MinHash(num_perm=cfg.dedup_num_perm, seed=1)  # its permutations are made once and shared by every record
+    match, exact, kept_mh, out = ImageMatch(records, cfg), {}, {}, []
     for i, (r, t) in enumerate(zip(progress(records, desc="duplicates", leave=False), todo)):
         if not is_usable(r): out.append(skipped("not evaluated")); continue
-        scope = r.get("image") if cfg.dedup_scope == "image" else ""
         text = " ".join(normalize(v["value"]) for v in r["conversations"])
-        key = (scope, hashlib.sha1(text.encode()).hexdigest())
-        if key in exact: out.append(failed(f"exact duplicate of {exact[key][1]!r}", exact[key][1])); continue
+        key = hashlib.sha1(text.encode()).hexdigest()
+        if hit := match.first(i, exact.get(key, [])): out.append(_duplicate_verdict(records, hit, "exact")); continue
         mh = MinHash(num_perm=cfg.dedup_num_perm, seed=1, permutations=proto.permutations, scheme=proto.scheme)
         mh.update_batch([s.encode() for s in shingles(text, cfg.dedup_ngram)])
-        cands = sorted((j for j in lsh.query(mh) if kept_mh[j][2] == scope), key=int)
-        sims = [(j, mh.jaccard(kept_mh[j][0])) for j in cands]
-        hit = next(((j, s) for j, s in sims if s >= cfg.dedup_threshold), None)
-        if hit: out.append(failed(f"near-duplicate of {kept_mh[hit[0]][1]!r} (similarity {hit[1]:.2f})", kept_mh[hit[0]][1])); continue
+        sims = {int(j): mh.jaccard(kept_mh[j]) for j in lsh.query(mh)}
+        if hit := match.first(i, sorted(j for j, s in sims.items() if s >= cfg.dedup_threshold)):
+            out.append(_duplicate_verdict(records, hit, "near", sims[hit[0]])); continue
         out.append(passed())
-        if t:
-            exact[key] = (i, r.get("id"))
-            kept_mh[str(i)] = (mh, r.get("id"), scope); lsh.insert(str(i), mh)
+        if t: exact.setdefault(key, []).append(i); kept_mh[str(i)] = mh; lsh.insert(str(i), mh)
     return out
 
 # %% ../nbs/02_filter.ipynb #e67ff739
@@ -500,6 +291,16 @@ def check_image_root(records:list[dict], cfg:FilterConfig):
         raise ConfigError(f"none of the images of {cfg.input!r} (e.g. {rels[0]!r}) is under image_root {str(root)!r}; "
                           "pass --image_root (the preprocess output folder), or --check_images false")
 
+# %% ../nbs/02_filter.ipynb #3bbed0f2
+def _rule_report(records:list, verdicts:list[dict], removed:int, remaining:int) -> dict:
+    "One rule's line of the report: counts, the count per reason (`kind`) where the rule gives one, three examples."
+    fails = [(rec, v) for rec, v in zip(records, verdicts) if v["ok"] is False]
+    kinds = {}
+    for _, v in fails:
+        if "kind" in v: kinds[v["kind"]] = kinds.get(v["kind"], 0) + 1
+    return {"failed": len(fails), "removed": removed, "remaining": remaining, "not_applicable": sum(v["ok"] is None for v in verdicts),
+            **({"reasons": dict(sorted(kinds.items()))} if kinds else {}), "examples": [{"id": rec.get("id"), "why": v["why"]} for rec, v in fails[:3]]}
+
 # %% ../nbs/02_filter.ipynb #5ee566a7
 def filter_annotations(cfg:FilterConfig) -> dict:
     "Apply `cfg.rules` to `cfg.input`; write kept/rejected records, `filter_report.json` and `filter_funnel.png` to `cfg.output`."
@@ -526,10 +327,7 @@ def filter_annotations(cfg:FilterConfig) -> dict:
     rows = funnel_counts(verdicts, cfg.rules, len(records))
     report = {"input": str(inp), "total": len(records), "kept": len(kept), "rejected": len(rejected),
               "kept_fraction": round(len(kept) / max(len(records), 1), 4), "dry_run": cfg.dry_run,
-              "rules": {name: {"failed": sum(v["ok"] is False for v in verdicts[name]), "removed": rem, "remaining": left,
-                               "not_applicable": sum(v["ok"] is None for v in verdicts[name]),
-                               "examples": [{"id": rec.get("id"), "why": v["why"]} for rec, v in zip(records, verdicts[name]) if v["ok"] is False][:3]}
-                        for name, rem, left in rows},
+              "rules": {name: _rule_report(records, verdicts[name], rem, left) for name, rem, left in rows},
               "seconds": round(time.perf_counter() - t0, 2), "config": config_to_dict(cfg)}
     out.mkdir(parents=True, exist_ok=True)
     if not cfg.dry_run:

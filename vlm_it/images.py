@@ -6,15 +6,19 @@ Docs: https://vlm-it.github.io/vlm-it/images.html.md"""
 
 # %% ../nbs/06_images.ipynb #689a8f0f
 from __future__ import annotations
-import contextlib, warnings
-from PIL import Image, ImageFile, ImageOps
-from pathlib import Path
+import contextlib, random, warnings
+from dataclasses import dataclass
+from typing import NamedTuple
+from functools import lru_cache, partial
+from PIL import Image, ImageEnhance, ImageFile, ImageFilter, ImageOps
 
 from .core import ConfigError
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'BadImage', 'fit_size', 'to_rgb', 'open_image', 'image_fingerprint', 'hamming', 'NearDupIndex',
-           'image_hash', 'hamming_to_nearest']
+__all__ = ['AUGMENTATIONS', 'IMAGE_EXTS', 'HASH_METHODS', 'THUMB_SIDE', 'BLOCK', 'PIXEL_DISTANCE', 'MAX_COLOUR', 'BadImage',
+           'fit_size', 'to_rgb', 'open_image', 'augment_image', 'Fingerprint', 'image_fingerprint', 'hamming',
+           'colour_distance', 'thumbnail', 'pixel_distance', 'DupLimits', 'same_picture', 'Pictures', 'NearDupIndex',
+           'group_copies', 'hashes_within', 'find_twins']
 
 # %% ../nbs/06_images.ipynb #bc33d79b
 class BadImage(ValueError):
@@ -80,24 +84,141 @@ def open_image(src, max_side:int|None=None, max_pixels:int=89_478_485, backgroun
             kind = "truncated" if "truncated" in msg or isinstance(e, EOFError) else "corrupt"
             raise BadImage(f"{kind}: {msg}") from None
 
+# %% ../nbs/06_images.ipynb #096b894b
+AUGMENTATIONS = ("color", "blur", "hflip")
+
+def augment_image(im:Image.Image, ops, seed) -> Image.Image:
+    "Apply `ops` (from `AUGMENTATIONS`) with a deterministic random strength."
+    rng = random.Random(str(seed))
+    for op in ops:
+        if op == "color":
+            im = ImageEnhance.Brightness(im).enhance(rng.uniform(0.9, 1.1))
+            im = ImageEnhance.Contrast(im).enhance(rng.uniform(0.9, 1.1))
+        elif op == "blur": im = im.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.0)))
+        elif op == "hflip": im = ImageOps.mirror(im)
+    return im
+
+# %% ../nbs/06_images.ipynb #8f838b7c
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".jfif", ".ppm", ".pgm", ".ico", ".tga"}
+
 # %% ../nbs/06_images.ipynb #28c483ba
-def image_fingerprint(path) -> tuple[int, tuple[int, int, int]]:
-    "`(64-bit perceptual hash, mean RGB)` of an image file, read at reduced scale."
+HASH_METHODS = ("phash", "dhash", "average_hash", "whash")
+
+class Fingerprint(NamedTuple):
+    "What every image keeps for duplicate detection: its 64-bit perceptual hash and its mean RGB colour."
+    hash: int
+    mean: tuple[int, int, int]
+
+# %% ../nbs/06_images.ipynb #ad466977
+def _opened(src):
+    "`src` opened (a path or file object), or `src` itself (a PIL image: not closed, not changed)."
+    return contextlib.nullcontext(src) if isinstance(src, Image.Image) else Image.open(src)
+
+# %% ../nbs/06_images.ipynb #86acd00f
+def image_fingerprint(src, method:str="phash") -> Fingerprint:
+    "The `Fingerprint` of an image file (or PIL image), read at reduced scale."
     import imagehash
-    with Image.open(path) as im:
-        im.draft("RGB", (64, 64))
+    if method not in HASH_METHODS: raise ConfigError(f"hash_method={method!r}; choose one of: {', '.join(HASH_METHODS)}")
+    with _opened(src) as im:
+        if im is not src and im.format == "JPEG": im.draft("RGB", (64, 64))  # the hash looks at 32 x 32: decoding more is wasted
         im = im.convert("RGB")
-        ph = int(str(imagehash.phash(im)), 16)
+        h = int(str(getattr(imagehash, method)(im)), 16)
         mean = tuple(round(c) for c in im.resize((1, 1), Image.Resampling.BOX).getpixel((0, 0)))
-    return ph, mean
+    return Fingerprint(h, mean)
 
 # %% ../nbs/06_images.ipynb #b416b882
 def hamming(a:int, b:int) -> int: return (a ^ b).bit_count()
 
+# %% ../nbs/06_images.ipynb #4d39cd97
+def colour_distance(a, b) -> int:
+    "Largest difference of two mean colours over R, G and B (perceptual hashes ignore colour: a red and a blue square hash alike)."
+    return max(abs(x - y) for x, y in zip(a, b))
+
+# %% ../nbs/06_images.ipynb #5315d8b1
+THUMB_SIDE = 128       # greyscale thumbnail side of the confirmation step: lines of text still differ at this size
+BLOCK = 16             # pixel_distance compares blocks of BLOCK x BLOCK thumbnail pixels (an 8 x 8 grid)
+PIXEL_DISTANCE = 0.4   # pixel_distance at or below which a proposed pair is the same picture (measured: preprocess chapter)
+MAX_COLOUR = 8         # mean colours of copies differ by at most this (measured: 3 at most; flat look-alikes of other colours: 19)
+_MIN_CONTRAST = 8.0    # grey levels: the contrast floor, so that flat areas are compared on their plain difference
+
+# %% ../nbs/06_images.ipynb #b285741d
+def thumbnail(src, side:int=THUMB_SIDE):
+    "Greyscale `side` x `side` thumbnail (uint8 array) of an image file or PIL image: the input of `pixel_distance`."
+    import numpy as np
+    with _opened(src) as im:
+        if im is not src and im.format == "JPEG": im.draft("L", (2 * side, 2 * side))  # >= 2x the side: copies of different sizes reduce alike
+        return np.asarray(im.convert("L").resize((side, side), Image.Resampling.BOX))
+
+# %% ../nbs/06_images.ipynb #53060116
+def _with_median(t):
+    "`(t as float32, its median grey)`; for uint8 thumbnails the median comes from a histogram (np.median sorts: 20x slower)."
+    import numpy as np
+    t = np.asarray(t)
+    if t.dtype != np.uint8: return t.astype(np.float32), float(np.median(t))
+    return t.astype(np.float32), float(np.searchsorted(np.cumsum(np.bincount(t.ravel(), minlength=256)), t.size / 2))
+
+# %% ../nbs/06_images.ipynb #2459df5a
+def pixel_distance(a, b, block:int=BLOCK) -> float:
+    "Largest difference of two thumbnails over `block`-pixel blocks, each relative to its contrast: near 0 for copies, 1 or more where pictures differ."
+    import numpy as np
+    if np.shape(a) != np.shape(b): raise ValueError(f"thumbnails of different shapes {np.shape(a)} and {np.shape(b)}; make both with the same side")
+    (a, ma), (b, mb) = _with_median(a), _with_median(b)
+    n = a.shape[0] // block
+    A, B = (x[:n * block, :n * block].reshape(n, block, n, block) for x in (a, b))
+    diff = np.abs(A - B).mean((1, 3))
+    contrast = (np.abs(A - ma).mean((1, 3)) + np.abs(B - mb).mean((1, 3))) / 2
+    return round(float((diff / np.maximum(contrast, _MIN_CONTRAST)).max()), 4)
+
+# %% ../nbs/06_images.ipynb #6b90e900
+@dataclass(frozen=True)
+class DupLimits:
+    "When two images are the same picture: hash within `max_hash` bits, mean colour within `max_colour`, thumbnails within `max_pixel`."
+    max_hash: int = 4
+    max_colour: int = MAX_COLOUR
+    max_pixel: float = PIXEL_DISTANCE
+
+    def proposes(self, a:Fingerprint, b:Fingerprint) -> bool:
+        return hamming(a.hash, b.hash) <= self.max_hash and colour_distance(a.mean, b.mean) <= self.max_colour
+
+# %% ../nbs/06_images.ipynb #e2732b79
+def same_picture(fa:Fingerprint, fb:Fingerprint, thumb_a, thumb_b, limits:DupLimits=DupLimits()) -> tuple[bool, int, float|None]:
+    "`(same?, hash distance, pixel distance)`; thumbnails (arrays, or callables that make them) are looked at only for proposed pairs."
+    d = hamming(fa.hash, fb.hash)
+    if not limits.proposes(fa, fb): return False, d, None
+    pd = pixel_distance(thumb_a() if callable(thumb_a) else thumb_a, thumb_b() if callable(thumb_b) else thumb_b)
+    return pd <= limits.max_pixel, d, pd
+
+# %% ../nbs/06_images.ipynb #20c71be5
+class Pictures:
+    "Fingerprints and thumbnails of image files, computed on first use and cached; `same(a, b)` applies `same_picture`."
+    def __init__(self, method:str="phash", limits:DupLimits=DupLimits(), max_thumbs:int=8192):
+        if method not in HASH_METHODS: raise ConfigError(f"hash_method={method!r}; choose one of: {', '.join(HASH_METHODS)}")
+        self.method, self.limits, self.fps = method, limits, {}  # 16 KB per thumbnail: the default bound is 128 MB
+        self.thumb = lru_cache(maxsize=max_thumbs)(thumbnail)
+
+    def fingerprint(self, path) -> Fingerprint|str:
+        "The image's `Fingerprint`, or why it cannot be read."
+        if path not in self.fps:
+            try: self.fps[path] = image_fingerprint(path, self.method)
+            except (OSError, ValueError) as e: self.fps[path] = f"cannot read the image ({e.__class__.__name__})"
+        return self.fps[path]
+
+    def same(self, a, b) -> tuple[bool, int|None, float|None]:
+        fa, fb = self.fingerprint(a), self.fingerprint(b)
+        if isinstance(fa, str) or isinstance(fb, str): return False, None, None
+        return same_picture(fa, fb, lambda: self.thumb(a), lambda: self.thumb(b), self.limits)
+
+    def first_same(self, path, others:list) -> tuple[int, int, float]|None:
+        "`(index, hash distance, pixel distance)` of the first of `others` that is the same picture as `path` (None entries are skipped)."
+        if path is None: return None
+        for k, o in enumerate(others):
+            if o is not None and (hit := self.same(path, o))[0]: return k, hit[1], hit[2]
+        return None
+
 # %% ../nbs/06_images.ipynb #8fd37474
 class NearDupIndex:
-    "Find an earlier perceptual hash within `distance` bits (and close mean colour) of a new one."
-    def __init__(self, distance:int=4, max_colour_diff:int=32):
+    "Earlier fingerprints within `distance` bits (and close mean colour) of a new one, found through LSH bands."
+    def __init__(self, distance:int=4, max_colour_diff:int=MAX_COLOUR):
         self.distance, self.max_colour_diff = distance, max_colour_diff
         nb = distance + 1
         self.bands = [(64 * i // nb, 64 * (i + 1) // nb) for i in range(nb)]
@@ -106,35 +227,60 @@ class NearDupIndex:
 
     def _keys(self, h:int): return [(h >> lo) & ((1 << (hi - lo)) - 1) for lo, hi in self.bands]
 
-    def query(self, h:int, mean=(0, 0, 0)):
-        "The `(key, distance)` of the first-added close item, or None."
-        cands = sorted({i for t, k in zip(self.tables, self._keys(h)) for i in t.get(k, ())})
-        for i in cands:
-            h2, m2, key = self.items[i]
-            d = hamming(h, h2)
-            if d <= self.distance and max(abs(a - b) for a, b in zip(mean, m2)) <= self.max_colour_diff: return key, d
-        return None
-
     def add(self, h:int, mean, key):
         i = len(self.items); self.items.append((h, tuple(mean), key))
         for t, k in zip(self.tables, self._keys(h)): t.setdefault(k, []).append(i)
 
-# %% ../nbs/06_images.ipynb #8f838b7c
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".jfif", ".ppm", ".pgm", ".ico", ".tga"}
+    def candidates(self, h:int, mean=(0, 0, 0)) -> list[tuple]:
+        "`(key, distance)` of every close item, nearest first (ties: first added first)."
+        found = sorted({i for t, k in zip(self.tables, self._keys(h)) for i in t.get(k, ())})
+        close = [(hamming(h, self.items[i][0]), i) for i in found if colour_distance(mean, self.items[i][1]) <= self.max_colour_diff]
+        return [(self.items[i][2], d) for d, i in sorted(close) if d <= self.distance]
 
-# %% ../nbs/06_images.ipynb #4e25b202
-def image_hash(path:str|Path, method:str="phash") -> int:
-    "64-bit perceptual hash of an image, as an int."
-    import imagehash
-    from PIL import Image
-    if method not in ("phash", "dhash", "average_hash", "whash"):
-        raise ConfigError(f"hash_method={method!r}; choose one of: phash, dhash, average_hash, whash")
-    with Image.open(path) as im: return int(str(getattr(imagehash, method)(im.convert("RGB"))), 16)
+    def query(self, h:int, mean=(0, 0, 0)):
+        "The nearest proposal `(key, distance)`, or None (a proposal only: `match` confirms)."
+        return next(iter(self.candidates(h, mean)), None)
+
+    def match(self, fp:Fingerprint, thumb, thumb_of, max_pixel:float=PIXEL_DISTANCE):
+        "`(key, hash distance, pixel distance)` of the nearest item whose thumbnail (`thumb_of(key)`) confirms `fp`, or None; `thumb` may be a callable, called only if there is a proposal."
+        for key, d in self.candidates(fp.hash, fp.mean):
+            thumb = thumb() if callable(thumb) else thumb
+            if (pd := pixel_distance(thumb, thumb_of(key))) <= max_pixel: return key, d, pd
+        return None
+
+# %% ../nbs/06_images.ipynb #071e9610
+def group_copies(fps:list[Fingerprint], sha1s:list[str], thumb, distance:int=4, max_pixel:float=PIXEL_DISTANCE) -> list[int]:
+    "For each image (in order), the index of the first image of its group of copies; `thumb(k)` makes image k's thumbnail, `distance=-1` finds exact copies only."
+    near = NearDupIndex(distance) if distance >= 0 else None
+    by_sha, group = {}, []
+    for k, (fp, sha) in enumerate(zip(fps, sha1s)):
+        if sha in by_sha: group.append(group[by_sha[sha]]); continue
+        by_sha[sha] = k
+        hit = near.match(fp, partial(thumb, k), thumb, max_pixel) if near else None
+        group.append(group[hit[0]] if hit else k)
+        if near: near.add(fp.hash, fp.mean, k)
+    return group
 
 # %% ../nbs/06_images.ipynb #37c8ca36
-def hamming_to_nearest(hashes:list[int], refs:list[int]):
-    "For each hash, `(index of the nearest ref, its Hamming distance)`."
+def hashes_within(hashes:list[int], refs:list[int], max_distance:int, block:int=4096) -> list[tuple[int, int, list[int]]]:
+    "For each hash: `(index of the nearest ref, its distance, indices of the refs within max_distance, nearest first)`."
     import numpy as np
-    a, b = np.array(hashes, dtype=np.uint64)[:, None], np.array(refs, dtype=np.uint64)[None, :]
-    d = np.bitwise_count(a ^ b)
-    return list(zip(d.argmin(1).tolist(), d.min(1).tolist()))
+    b, out = np.array(refs, dtype=np.uint64)[None, :], []
+    for s in range(0, len(hashes), block):
+        d = np.bitwise_count(np.array(hashes[s:s + block], dtype=np.uint64)[:, None] ^ b)
+        for row in d:
+            near = np.flatnonzero(row <= max_distance)
+            out.append((int(row.argmin()), int(row.min()), near[np.argsort(row[near], kind="stable")].tolist()))
+    return out
+
+# %% ../nbs/06_images.ipynb #c693c315
+def find_twins(fps:list[Fingerprint], refs:list[Fingerprint], thumb, ref_thumb, limits:DupLimits=DupLimits()) -> list[tuple]:
+    "For each of `fps`: `(nearest ref, its hash distance, (ref, hash distance, pixel distance) of the first confirmed twin or None)`."
+    out = []
+    for k, (near, d, cands) in enumerate(hashes_within([f.hash for f in fps], [r.hash for r in refs], limits.max_hash)):
+        twin = None
+        for j in cands:
+            same, hd, pd = same_picture(fps[k], refs[j], partial(thumb, k), partial(ref_thumb, j), limits)
+            if same: twin = (j, hd, pd); break
+        out.append((near, d, twin))
+    return out

@@ -6,12 +6,12 @@ Docs: https://vlm-it.github.io/vlm-it/merge.html.md"""
 
 # %% ../nbs/13_merge.ipynb #32a5687c
 from __future__ import annotations
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from .core import ConfigError, adapter_base, opt, torch_dtype, write_json
-from .models import _load_base
-from .core import get_logger
+from .core import ConfigError, adapter_base, get_logger, opt, torch_dtype, write_json
+from .models import adapter_method, is_adapter_dir, load_pretrained, processor_inputs
 
 log = get_logger("merge")
 
@@ -40,7 +40,24 @@ def probe_inputs(processor, seed:int=0) -> dict:
     img = Image.fromarray(np.random.default_rng(seed).integers(0, 256, (224, 224, 3), dtype=np.uint8))
     msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe the image."}]},
             {"role": "assistant", "content": [{"type": "text", "text": "A red square on a blue background."}]}]
-    return dict(processor(text=[processor.apply_chat_template(msgs, tokenize=False)], images=[[img]], return_tensors="pt"))
+    return dict(processor_inputs(processor, [processor.apply_chat_template(msgs, tokenize=False)], [[img]]))
+
+# %% ../nbs/13_merge.ipynb #1a638b5c
+def _merge_paths(cfg:MergeConfig) -> tuple[Path, Path, str]:
+    "`(adapter, output, base)` of `cfg`, or a `ConfigError` saying what is missing."
+    if not cfg.adapter or not cfg.output: raise ConfigError("merge needs --adapter DIR and --output DIR")
+    adapter, out = Path(cfg.adapter), Path(cfg.output)
+    if not is_adapter_dir(adapter):
+        raise ConfigError(f"{str(adapter)!r} has no adapter_config.json (a `full` run's output is already a complete model)")
+    base = cfg.base or adapter_base(adapter)
+    if not base: raise ConfigError(f"{str(adapter)!r}/adapter_config.json names no base model: pass --base")
+    return adapter, out, base
+
+# %% ../nbs/13_merge.ipynb #1fd2fd07
+def _load_base(base:str, dtype, adapter:Path, dequantize:bool, device:str|None):
+    "The base for `adapter` and whether it is the dequantised 4-bit base (a qlora adapter, unless `dequantize` is off)."
+    dequantized = dequantize and adapter_method(adapter) == "qlora"
+    return load_pretrained(base, dtype, dequantize=dequantized, device=device), dequantized
 
 # %% ../nbs/13_merge.ipynb #46a2cb3c
 def _logits(model, inputs):
@@ -48,54 +65,54 @@ def _logits(model, inputs):
     with torch.no_grad():
         return model(**{k: v.to(model.device) if hasattr(v, "to") else v for k, v in inputs.items()}).logits.float().cpu()
 
-# %% ../nbs/13_merge.ipynb #6ca1ffce
-def merge(cfg:MergeConfig) -> Path:
-    "Merge the LoRA adapter of `cfg.adapter` into its base, save it with the processor to `cfg.output`, and verify it."
-    import torch
-    from peft import PeftModel
+# %% ../nbs/13_merge.ipynb #14f562ae
+def _merge_layers(model) -> tuple[int, float]:
+    "Merge every LoRA layer of a `PeftModel` in place; `(layers whose weights changed, largest weight change)`."
     from peft.tuners.lora import LoraLayer
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-    if not cfg.adapter or not cfg.output: raise ConfigError("merge needs --adapter DIR and --output DIR")
-    adapter, out = Path(cfg.adapter), Path(cfg.output)
-    if not (adapter/"adapter_config.json").exists():
-        raise ConfigError(f"{str(adapter)!r} has no adapter_config.json (a `full` run's output is already a complete model)")
-    base = cfg.base or adapter_base(adapter)
-    if not base: raise ConfigError(f"{str(adapter)!r}/adapter_config.json names no base model: pass --base")
-    dtype = "auto" if cfg.dtype == "auto" else torch_dtype(cfg.dtype)
-    processor = AutoProcessor.from_pretrained(adapter if (adapter/"processor_config.json").exists() else base)
-    model, dequantized = _load_base(base, dtype, adapter, cfg.dequantize)
-    model = PeftModel.from_pretrained(model, adapter)
-    probe = probe_inputs(processor)
-    with_adapter = _logits(model, probe)
-    with model.disable_adapter(): base_logits = _logits(model, probe)
     weight_delta, n_changed = 0.0, 0
-    for name, mod in model.named_modules():
+    for _, mod in model.named_modules():
         if isinstance(mod, LoraLayer):
             w0 = mod.get_base_layer().weight.detach().clone()
             mod.merge()
             d = (mod.get_base_layer().weight.detach() - w0).abs().max().item()
             weight_delta, n_changed = max(weight_delta, d), n_changed + (d > 0)
-            del w0
-    import warnings
+    return n_changed, weight_delta
+
+# %% ../nbs/13_merge.ipynb #5ce6c313
+def _check_report(report:dict, path:Path):
+    "Raise if the merge changed nothing or the merged model does not answer like base + adapter."
+    if report["lora_modules_merged"] == 0 or report["adapter_effect"] == 0:
+        raise RuntimeError(f"merge: the adapter in {report['adapter']!r} changes nothing (all LoRA updates are zero); "
+                           f"the merged model equals the base. Report: {path}")
+    if report["merged_vs_adapter"] > report["atol"]:
+        raise RuntimeError(f"merge: merged logits differ from base+adapter by {report['merged_vs_adapter']:.3g} > {report['atol']:.3g}. "
+                           f"Report: {path}")
+
+# %% ../nbs/13_merge.ipynb #6ca1ffce
+def merge(cfg:MergeConfig) -> Path:
+    "Merge the LoRA adapter of `cfg.adapter` into its base, save it with the processor to `cfg.output`, and verify it."
+    import torch
+    from peft import PeftModel
+    from transformers import AutoProcessor
+    adapter, out, base = _merge_paths(cfg)
+    dtype, device = "auto" if cfg.dtype == "auto" else torch_dtype(cfg.dtype), "cuda" if torch.cuda.is_available() else None
+    processor = AutoProcessor.from_pretrained(adapter if (adapter/"processor_config.json").exists() else base)
+    model, dequantized = _load_base(base, dtype, adapter, cfg.dequantize, device)
+    model, probe = PeftModel.from_pretrained(model, adapter), probe_inputs(processor)
+    with_adapter = _logits(model, probe)
+    with model.disable_adapter(): base_logits = _logits(model, probe)
+    n_changed, weight_delta = _merge_layers(model)
     with warnings.catch_warnings():  # every layer is merged already; this only swaps the LoRA wrappers out
         warnings.simplefilter("ignore"); merged = model.merge_and_unload()
     low = next(merged.parameters()).dtype != torch.float32
-    scale = with_adapter.abs().max().item()
-    atol = cfg.atol if cfg.atol is not None else (2e-2 if low else 1e-4) * max(scale, 1.0)
+    atol = cfg.atol if cfg.atol is not None else (2e-2 if low else 1e-4) * max(with_adapter.abs().max().item(), 1.0)
     merged.save_pretrained(out); processor.save_pretrained(out)
     del merged, model
-    reloaded = AutoModelForImageTextToText.from_pretrained(out, dtype="auto")
-    if torch.cuda.is_available(): reloaded = reloaded.to("cuda")
-    merged_logits = _logits(reloaded, probe)
+    merged_logits = _logits(load_pretrained(out, "auto", device=device), probe)
     report = {"base": base, "adapter": str(adapter), "dequantized_4bit_base": dequantized, "lora_modules_merged": n_changed,
               "max_weight_change": weight_delta, "adapter_effect": (with_adapter - base_logits).abs().max().item(),
               "merged_vs_adapter": (merged_logits - with_adapter).abs().max().item(), "atol": atol}
     write_json(report, out/MERGE_REPORT)
-    if n_changed == 0 or report["adapter_effect"] == 0:
-        raise RuntimeError(f"merge: the adapter in {str(adapter)!r} changes nothing (all LoRA updates are zero); "
-                           f"the merged model equals the base. Report: {out/MERGE_REPORT}")
-    if report["merged_vs_adapter"] > atol:
-        raise RuntimeError(f"merge: merged logits differ from base+adapter by {report['merged_vs_adapter']:.3g} > {atol:.3g}. "
-                           f"Report: {out/MERGE_REPORT}")
+    _check_report(report, out/MERGE_REPORT)
     log.info("merged %d LoRA modules into %s; logits match base+adapter within %.2g", n_changed, out, report["merged_vs_adapter"])
     return out

@@ -19,7 +19,7 @@ __all__ = ['VQA_CONTRACTIONS', 'VQA_NUMBER_WORDS', 'VQA_ARTICLES', 'VQA_PUNCT', 
            'bleu_from_stats', 'bleu_statistic', 'ratio_statistic', 'point_estimate', 'bootstrap_ci',
            'paired_bootstrap_pvalue', 'VQAAccuracy', 'ExactMatch', 'CocoCaption', 'load_metric']
 
-# %% ../nbs/08_metrics.ipynb #392dc24c
+# %% ../nbs/08_metrics.ipynb #bbf17f92
 VQA_CONTRACTIONS = {"aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've", "couldnt": "couldn't",
     "couldn'tve": "couldn't've", "couldnt've": "couldn't've", "didnt": "didn't", "doesnt": "doesn't", "dont": "don't",
     "hadnt": "hadn't", "hadnt've": "hadn't've", "hadn'tve": "hadn't've", "hasnt": "hasn't", "havent": "haven't", "hed": "he'd",
@@ -51,6 +51,7 @@ VQA_PUNCT = [";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "
 _PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
 _COMMA_STRIP = re.compile(r"(\d)(\,)(\d)")
 
+# %% ../nbs/08_metrics.ipynb #58923a5c
 def vqa_process_punctuation(text:str) -> str:
     "The official `processPunctuation` (punctuation dropped or spaced, periods not before a digit deleted)."
     out = text
@@ -151,30 +152,40 @@ def _check_caption_inputs(predictions:dict, references:dict):
     if empty: raise ValueError(f"caption_metrics: empty reference list for id(s) {empty[:5]}")
     if not predictions: raise ValueError("caption_metrics: no predictions to score")
 
-# %% ../nbs/08_metrics.ipynb #9d6f68ae
-def caption_scores(predictions:dict[str, str], references:dict[str, list[str]], tokenizer:str="ptb", spice:bool=False) -> dict:
-    "Corpus scores, per-item scores and BLEU sufficient statistics (what the bootstrap needs) for `caption_metrics`."
-    from pycocoevalcap.bleu.bleu_scorer import BleuScorer
-    from pycocoevalcap.rouge.rouge import Rouge
-    from pycocoevalcap.cider.cider import Cider
-    _check_caption_inputs(predictions, references)
+# %% ../nbs/08_metrics.ipynb #e2f8e3e5
+def _tokenized(predictions:dict, references:dict, tokenizer:str) -> tuple[list, dict, dict]:
+    "`(ids, res, gts)`: predictions and references tokenised in one call, in the scorers' `{id: [texts]}` format."
     ids = list(predictions)
     refs = {k: [r if isinstance(r, str) else str(r) for r in references[k]] for k in ids}
     if tokenizer not in ("ptb", "simple"): raise ValueError(f"tokenizer must be 'ptb' or 'simple', got {tokenizer!r}")
-    tok = ptb_tokenize if tokenizer == "ptb" else simple_tokenize
-    flat = [predictions[k] for k in ids] + [r for k in ids for r in refs[k]]
-    toks = tok(flat)
+    toks = (ptb_tokenize if tokenizer == "ptb" else simple_tokenize)([predictions[k] for k in ids] + [r for k in ids for r in refs[k]])
     res, gts, i = {}, {}, len(ids)
     for j, k in enumerate(ids):
         res[k] = [toks[j]]
         gts[k] = toks[i:i + len(refs[k])]; i += len(refs[k])
-    corpus, per_item = {}, {}
+    return ids, res, gts
+
+# %% ../nbs/08_metrics.ipynb #6d61254a
+def _bleu(ids:list, res:dict, gts:dict) -> tuple[list, list, np.ndarray]:
+    "Corpus BLEU-1..4, per-item BLEU-1..4 and per-item statistics `[testlen, reflen, guess1-4, correct1-4]` (what the bootstrap resamples)."
+    from pycocoevalcap.bleu.bleu_scorer import BleuScorer
     bleu = BleuScorer(n=4)
     for k in ids: bleu += (res[k][0], gts[k])
     b, b_items = bleu.compute_score(option="closest", verbose=0)
-    for n in range(4): corpus[f"BLEU-{n+1}"], per_item[f"BLEU-{n+1}"] = b[n], np.array(b_items[n])
     stats = np.array([[c["testlen"], bleu._single_reflen(c["reflen"], "closest", c["testlen"]), *c["guess"], *c["correct"]]
                       for c in bleu.ctest], dtype=float)
+    return b, b_items, stats
+
+# %% ../nbs/08_metrics.ipynb #b8096768
+def caption_scores(predictions:dict[str, str], references:dict[str, list[str]], tokenizer:str="ptb", spice:bool=False) -> dict:
+    "Corpus scores, per-item scores and BLEU sufficient statistics (what the bootstrap needs) for `caption_metrics`."
+    from pycocoevalcap.rouge.rouge import Rouge
+    from pycocoevalcap.cider.cider import Cider
+    _check_caption_inputs(predictions, references)
+    ids, res, gts = _tokenized(predictions, references, tokenizer)
+    corpus, per_item = {}, {}
+    b, b_items, stats = _bleu(ids, res, gts)
+    for n in range(4): corpus[f"BLEU-{n+1}"], per_item[f"BLEU-{n+1}"] = b[n], np.array(b_items[n])
     if tokenizer == "ptb":
         corpus["METEOR"], s = meteor_scorer().compute_score(gts, res)
         per_item["METEOR"] = np.array(s, dtype=float)

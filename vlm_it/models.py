@@ -10,37 +10,30 @@ import os, re
 from functools import lru_cache
 from pathlib import Path
 
-from .core import TRAIN_CONFIG_FILE, ConfigError, adapter_base, progress, resolve_image, to_messages, torch_dtype
-
+from .core import TRAIN_CONFIG_FILE, ConfigError, adapter_base, load_image, progress, resolve_image, to_messages, torch_dtype
 
 # %% auto #0
-__all__ = ['METHODS', 'load_clip', 'clip_scores', 'model_parts', 'lora_targets', 'load_model', 'meta_model', 'describe_model',
-           'pick_device', 'is_adapter_dir', 'load_vlm', 'generate_answers']
+__all__ = ['METHODS', 'QLORA_BASES', 'auto_model_class', 'meta_model', 'model_parts', 'lora_targets', 'quantization_config',
+           'load_pretrained', 'load_model', 'describe_model', 'pick_device', 'is_adapter_dir', 'adapter_method',
+           'base_weights', 'load_vlm', 'needs_special_tokens', 'processor_inputs', 'generate_answers', 'load_clip',
+           'clip_scores']
 
-# %% ../nbs/09_models.ipynb #e0d596f5
-@lru_cache(maxsize=2)
-def load_clip(name:str):
-    "`(model, tokenizer, image_processor, device)` of a CLIP checkpoint."
-    import torch
-    from transformers import CLIPModel, AutoTokenizer, AutoImageProcessor
-    try: model = CLIPModel.from_pretrained(name)
-    except OSError as e: raise ConfigError(f"clip_model={name!r} cannot be loaded ({e})") from None
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return model.to(device).eval(), AutoTokenizer.from_pretrained(name), AutoImageProcessor.from_pretrained(name), device
+# %% ../nbs/09_models.ipynb #60dbc074
+def auto_model_class(config):
+    "The Auto class `config`'s model is registered under: `AutoModelForImageTextToText`, else `AutoModelForCausalLM`."
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+    for cls in (AutoModelForImageTextToText, AutoModelForCausalLM):
+        if type(config) in cls._model_mapping: return cls
+    raise ConfigError(f"{type(config).__name__} ({config.model_type!r}) is registered neither under AutoModelForImageTextToText "
+                      "nor under AutoModelForCausalLM: it is not a generative vision-language model transformers can load")
 
-# %% ../nbs/09_models.ipynb #afda54c9
-def clip_scores(images:list, texts:list[str], model_name:str, batch_size:int=32) -> list[float]:
-    "Cosine similarity of each (PIL image, text) pair under a CLIP model."
+# %% ../nbs/09_models.ipynb #d62449b4
+def meta_model(source):
+    "The model of `source` (a path, hub id or config) built on the meta device: every shape, no memory, no weights read."
     import torch
-    model, tok, ip, device = load_clip(model_name)
-    max_len = model.config.text_config.max_position_embeddings
-    out = []
-    for s in range(0, len(texts), batch_size):
-        t = tok(texts[s:s+batch_size], padding=True, truncation=True, max_length=max_len, return_tensors="pt").to(device)
-        px = ip(images=images[s:s+batch_size], return_tensors="pt")["pixel_values"].to(device)
-        with torch.no_grad(): o = model(input_ids=t["input_ids"], attention_mask=t["attention_mask"], pixel_values=px)
-        out += (o.image_embeds * o.text_embeds).sum(-1).float().cpu().tolist()
-    return out
+    from transformers import AutoConfig
+    config = AutoConfig.from_pretrained(source) if isinstance(source, (str, Path)) else source
+    with torch.device("meta"): return auto_model_class(config).from_config(config)
 
 # %% ../nbs/09_models.ipynb #8897a37d
 METHODS = ("qlora", "lora", "full")
@@ -88,6 +81,35 @@ def lora_targets(model, cfg) -> tuple[str, list[str]]:
     save = [p.rsplit(".", 1)[-1] for p in parts["projector"]] if cfg.train_projector else []
     return target, save
 
+# %% ../nbs/09_models.ipynb #4d0676aa
+def quantization_config(source, compute_dtype):
+    "The 4-bit NF4 `BitsAndBytesConfig` for the model of `source` (path, hub id or config): double-quantised, `lm_head` and projector kept."
+    from transformers import BitsAndBytesConfig
+    skip = ["lm_head"] + model_parts(meta_model(source))["projector"]  # full names: matched from the start of module names
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute_dtype, llm_int8_skip_modules=skip)
+
+# %% ../nbs/09_models.ipynb #995c5fd8
+def _placement(device, four_bit:bool) -> dict:
+    "`from_pretrained` kwargs that put a 4-bit model on a CUDA `device` (4-bit weights cannot be moved after loading)."
+    import torch
+    if not (four_bit and device and str(device).startswith("cuda")): return {}
+    return {"device_map": {"": torch.device(device).index or 0}}
+
+# %% ../nbs/09_models.ipynb #36281eec
+def load_pretrained(source, dtype="auto", four_bit:bool=False, dequantize:bool=False, device:str|None=None):
+    "The model at `source` under its Auto class: as saved, in 4-bit NF4 (`four_bit`), or 4-bit then dequantised to `dtype` (`dequantize`)."
+    from transformers import AutoConfig
+    config = AutoConfig.from_pretrained(source)
+    kw, quantize = {}, four_bit or dequantize
+    if quantize:
+        dtype = torch_dtype() if dtype == "auto" else dtype
+        kw = {"quantization_config": quantization_config(config, dtype), **_placement(device, True)}
+    model = auto_model_class(config).from_pretrained(source, dtype=dtype, **kw)
+    if dequantize: model.dequantize(); model = model.to(dtype)
+    if device and not (quantize and not dequantize): model = model.to(device)
+    return model
+
 # %% ../nbs/09_models.ipynb #2789317e
 def _checkpointing_on(model, input_grads:bool=True):
     "Activation checkpointing (non-reentrant); with a frozen base, inputs must require grad for it to backpropagate."
@@ -108,41 +130,32 @@ def _freeze_for_kbit(model, upcast:bool, checkpointing:bool):
     if checkpointing: _checkpointing_on(model)
     return model
 
+# %% ../nbs/09_models.ipynb #44b21808
+def _add_lora(model, cfg):
+    from peft import LoraConfig, get_peft_model
+    target, save = lora_targets(model, cfg)
+    lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=target,
+                      modules_to_save=save or None, bias="none")
+    return get_peft_model(model, lcfg)
+
 # %% ../nbs/09_models.ipynb #527845e9
 def load_model(cfg, checkpointing:bool|None=None, weights:str|None=None):
     "The model of `cfg.model_name_or_path` (weights from `weights` if given) prepared for `cfg.method`, and its processor."
     import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor, BitsAndBytesConfig
+    from transformers import AutoProcessor
     if cfg.method not in METHODS: raise ConfigError(f"method {cfg.method!r} is not one of {', '.join(METHODS)}")
-    dtype, kw = torch_dtype(cfg.dtype), {}
-    if cfg.method == "qlora":
-        probe = meta_model(cfg.model_name_or_path)
-        skip = ["lm_head"] + model_parts(probe)["projector"]  # full names: matched from the start of module names
-        kw["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype, llm_int8_skip_modules=skip)
-        if torch.cuda.is_available(): kw["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
-    model = AutoModelForImageTextToText.from_pretrained(weights or cfg.model_name_or_path,
-                                                        dtype=torch.float32 if cfg.method == "full" else dtype, **kw)
+    qlora = cfg.method == "qlora"
+    device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if qlora and torch.cuda.is_available() else None
+    model = load_pretrained(weights or cfg.model_name_or_path, torch.float32 if cfg.method == "full" else torch_dtype(cfg.dtype),
+                            four_bit=qlora, device=device)
     processor = AutoProcessor.from_pretrained(cfg.model_name_or_path)
-    checkpointing = (cfg.method == "qlora") if checkpointing is None else checkpointing
+    checkpointing = qlora if checkpointing is None else checkpointing
     if cfg.method == "full":
         if checkpointing: _checkpointing_on(model, input_grads=False)
         return model, processor
-    from peft import LoraConfig, get_peft_model
-    if cfg.method == "qlora": model = _freeze_for_kbit(model, cfg.kbit_upcast, checkpointing)
+    if qlora: model = _freeze_for_kbit(model, cfg.kbit_upcast, checkpointing)
     elif checkpointing: _checkpointing_on(model)
-    target, save = lora_targets(model, cfg)
-    lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=target,
-                      modules_to_save=save or None, bias="none")
-    return get_peft_model(model, lcfg), processor
-
-# %% ../nbs/09_models.ipynb #d62449b4
-def meta_model(source):
-    "The model of `source` (a path, hub id or config) built on the meta device: every shape, no memory, no weights read."
-    import torch
-    from transformers import AutoConfig, AutoModelForImageTextToText
-    config = AutoConfig.from_pretrained(source) if isinstance(source, (str, Path)) else source
-    with torch.device("meta"): return AutoModelForImageTextToText.from_config(config)
+    return _add_lora(model, cfg), processor
 
 # %% ../nbs/09_models.ipynb #1c9372e6
 def describe_model(model) -> dict:
@@ -151,25 +164,6 @@ def describe_model(model) -> dict:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"trainable_params": trainable, "total_params": total, "trainable_pct": round(100 * trainable / max(total, 1), 4),
             "memory_footprint_mb": round(model.get_memory_footprint() / 2**20, 2)}
-
-# %% ../nbs/09_models.ipynb #7972e963
-def _load_base(base:str, dtype, adapter_dir:Path, dequantize:bool):
-    import torch
-    from transformers import AutoModelForImageTextToText, BitsAndBytesConfig
-    method = None
-    if (adapter_dir/TRAIN_CONFIG_FILE).exists():
-        import yaml; method = (yaml.safe_load((adapter_dir/TRAIN_CONFIG_FILE).read_text()) or {}).get("method")
-    if method == "qlora" and dequantize:
-        cdt = dtype if dtype != "auto" else torch_dtype()
-        skip = ["lm_head"] + model_parts(meta_model(base))["projector"]
-        q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                               bnb_4bit_compute_dtype=cdt, llm_int8_skip_modules=skip)
-        model = AutoModelForImageTextToText.from_pretrained(base, quantization_config=q, dtype=cdt,
-                                                            **({"device_map": {"": 0}} if torch.cuda.is_available() else {}))
-        model.dequantize()
-        return model.to(cdt), True
-    model = AutoModelForImageTextToText.from_pretrained(base, dtype=dtype)
-    return (model.to("cuda") if torch.cuda.is_available() else model), False
 
 # %% ../nbs/09_models.ipynb #d04faf6b
 def pick_device(device:str="auto") -> str:
@@ -183,56 +177,120 @@ def is_adapter_dir(path) -> bool:
     "Whether `path` holds a PEFT adapter (an `adapter_config.json`)."
     return path is not None and (Path(path) / "adapter_config.json").is_file()
 
+# %% ../nbs/09_models.ipynb #fef17465
+def adapter_method(adapter) -> str|None:
+    "The training method (`qlora`, `lora`, ...) recorded in `TRAIN_CONFIG_FILE` beside an adapter, or None without one."
+    p = Path(adapter) / TRAIN_CONFIG_FILE if adapter is not None else None
+    if p is None or not p.is_file(): return None
+    import yaml
+    return (yaml.safe_load(p.read_text()) or {}).get("method")
+
+# %% ../nbs/09_models.ipynb #fb9118d2
+QLORA_BASES = ("4bit", "dequantized")
+
+def base_weights(adapter=None, qlora_base:str="4bit") -> str:
+    "How the base under `adapter` is loaded: `4bit` or `dequantized` for a qlora adapter (as `qlora_base` says), else `as saved`."
+    if qlora_base not in QLORA_BASES: raise ConfigError(f"qlora_base must be one of {', '.join(QLORA_BASES)}, got {qlora_base!r}")
+    return qlora_base if adapter is not None and adapter_method(adapter) == "qlora" else "as saved"
+
+# %% ../nbs/09_models.ipynb #618b7ad1
+def _processor_source(model:str, adapter) -> str:
+    "The adapter directory when the train stage saved the processor there (it may have a changed template), else the base."
+    saved = adapter is not None and any((Path(adapter) / f).is_file() for f in ("processor_config.json", "tokenizer_config.json"))
+    return adapter if saved else model
+
 # %% ../nbs/09_models.ipynb #feaf5675
-def load_vlm(model:str|None, adapter:str|None=None, device:str="auto", dtype:str="auto"):
-    "`(model, processor)` for a base checkpoint, plus a PEFT adapter if given (its base is read from the adapter when `model` is None)."
-    import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+def load_vlm(model:str|None, adapter:str|None=None, device:str="auto", dtype:str="auto", qlora_base:str="4bit"):
+    "`(model, processor)` for a model directory, plus a PEFT adapter if given (its base read from the adapter when `model` is None)."
+    from transformers import AutoProcessor
     if adapter is not None and not is_adapter_dir(adapter):
         raise FileNotFoundError(f"adapter {str(adapter)!r} has no adapter_config.json: pass a directory saved by PEFT (the train stage's output)")
     if model is None and adapter is not None: model = adapter_base(adapter)
     if model is None: raise ConfigError("evaluate needs --model (a base model path or hub id) or --adapter")
-    dev = pick_device(device)
-    dt = torch_dtype(dtype, dev)  # the same `auto` as training: fp16 on GPUs without bf16
-    has_proc = adapter is not None and any((Path(adapter) / f).is_file() for f in ("processor_config.json", "tokenizer_config.json"))
-    processor = AutoProcessor.from_pretrained(adapter if has_proc else model)
-    m = AutoModelForImageTextToText.from_pretrained(model, dtype=dt)
+    dev, weights = pick_device(device), base_weights(adapter, qlora_base)
+    m = load_pretrained(model, torch_dtype(dtype, dev), four_bit=weights == "4bit", dequantize=weights == "dequantized", device=dev)
     if adapter is not None:
         from peft import PeftModel
         m = PeftModel.from_pretrained(m, adapter)
-    return m.to(dev).eval(), processor
+    return m.eval(), AutoProcessor.from_pretrained(_processor_source(model, adapter))
 
 # %% ../nbs/09_models.ipynb #17561b36
 def _prompt(processor, item:dict) -> str:
     msgs = to_messages({"id": item["id"], "image": item["image"], "conversations": item["context"]})["messages"]
     return processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
 
+# %% ../nbs/09_models.ipynb #e2f1e978
+def needs_special_tokens(tokenizer, text:str) -> bool:
+    "Whether tokenising `text` should add the tokenizer's special tokens: not when the chat template already wrote BOS."
+    bos = getattr(tokenizer, "bos_token", None)
+    return not (bos and text.startswith(bos))
+
+# %% ../nbs/09_models.ipynb #a01c8187
+def processor_inputs(processor, prompts:list[str], images:list[list]) -> dict:
+    "The processor's tensors for rendered `prompts` and their `images`: padded, with exactly one BOS."
+    tok = getattr(processor, "tokenizer", processor)
+    return processor(images=images, text=prompts, return_tensors="pt", padding=True,
+                     add_special_tokens=needs_special_tokens(tok, prompts[0]))
+
+# %% ../nbs/09_models.ipynb #18ad0ab1
+def _item_images(items:list[dict], image_root) -> list[list]:
+    "One image list per item, as RGB; `RecordError` naming the item if its image is missing."
+    return [[load_image(resolve_image(image_root, it["image"], check_exists=True, rid=it["id"]))] for it in items]
+
+# %% ../nbs/09_models.ipynb #bbf127a1
+def _generate_batch(model, processor, prompts, images, max_new_tokens:int, num_beams:int) -> list[str]:
+    import torch
+    tok = getattr(processor, "tokenizer", processor)
+    inputs = processor_inputs(processor, prompts, images).to(next(model.parameters()).device)
+    with torch.inference_mode():
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=num_beams,
+                             pad_token_id=tok.pad_token_id, use_cache=True)
+    return [t.strip() for t in tok.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)]
+
 # %% ../nbs/09_models.ipynb #d054a682
 def generate_answers(model, processor, items:list[dict], image_root, batch_size:int=8, max_new_tokens:int=64,
                      num_beams:int=1, desc:str="generate", show_progress:bool=True) -> list[str]:
     "Answers of `model` to `items`, in item order: batched, left-padded, greedy (or beam search with `num_beams` > 1)."
-    import torch
-    from PIL import Image
     tok = getattr(processor, "tokenizer", processor)
     prompts = [_prompt(processor, it) for it in items]
     order = sorted(range(len(items)), key=lambda i: len(prompts[i]))
-    answers, side = [None] * len(items), tok.padding_side
+    answers, side, was_training = [None] * len(items), tok.padding_side, model.training
     tok.padding_side = "left"
-    dev = next(model.parameters()).device
+    model.eval()
     try:
         with progress(total=len(items), desc=desc, unit="item", disable=not show_progress) as bar:
             for s in range(0, len(order), batch_size):
                 idx = order[s:s + batch_size]
-                images = []
-                for i in idx:
-                    with Image.open(resolve_image(image_root, items[i]["image"], check_exists=True, rid=items[i]["id"])) as im:
-                        images.append([im.convert("RGB")])
-                inputs = processor(images=images, text=[prompts[i] for i in idx], return_tensors="pt", padding=True).to(dev)
-                with torch.inference_mode():
-                    out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=num_beams,
-                                         pad_token_id=tok.pad_token_id)
-                texts = tok.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-                for i, t in zip(idx, texts): answers[i] = t.strip()
+                texts = _generate_batch(model, processor, [prompts[i] for i in idx], _item_images([items[i] for i in idx], image_root),
+                                        max_new_tokens, num_beams)
+                for i, t in zip(idx, texts): answers[i] = t
                 bar.update(len(idx))
-    finally: tok.padding_side = side
+    finally:
+        tok.padding_side = side
+        if was_training: model.train()
     return answers
+
+# %% ../nbs/09_models.ipynb #e0d596f5
+@lru_cache(maxsize=2)
+def load_clip(name:str):
+    "`(model, tokenizer, image_processor, device)` of a CLIP checkpoint."
+    import torch
+    from transformers import CLIPModel, AutoTokenizer, AutoImageProcessor
+    try: model = CLIPModel.from_pretrained(name)
+    except OSError as e: raise ConfigError(f"clip_model={name!r} cannot be loaded ({e})") from None
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return model.to(device).eval(), AutoTokenizer.from_pretrained(name), AutoImageProcessor.from_pretrained(name), device
+
+# %% ../nbs/09_models.ipynb #afda54c9
+def clip_scores(images:list, texts:list[str], model_name:str, batch_size:int=32) -> list[float]:
+    "Cosine similarity of each (PIL image, text) pair under a CLIP model."
+    import torch
+    model, tok, ip, device = load_clip(model_name)
+    max_len = model.config.text_config.max_position_embeddings
+    out = []
+    for s in range(0, len(texts), batch_size):
+        t = tok(texts[s:s+batch_size], padding=True, truncation=True, max_length=max_len, return_tensors="pt").to(device)
+        px = ip(images=images[s:s+batch_size], return_tensors="pt")["pixel_values"].to(device)
+        with torch.no_grad(): o = model(input_ids=t["input_ids"], attention_mask=t["attention_mask"], pixel_values=px)
+        out += (o.image_embeds * o.text_embeds).sum(-1).float().cpu().tolist()
+    return out

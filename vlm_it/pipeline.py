@@ -6,7 +6,7 @@ Docs: https://vlm-it.github.io/vlm-it/pipeline.html.md"""
 
 # %% ../nbs/17_pipeline.ipynb #56d7e25c
 from __future__ import annotations
-import json, time
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +15,9 @@ from .core import (opt, load_config, read_yaml, read_jsonl, write_json, write_js
 
 # %% auto #0
 __all__ = ['SYNTH_COLOURS', 'SYNTH_SHAPES', 'STAGES', 'HEADLINE', 'DEMO_SETTINGS', 'SMALL', 'synthetic_image',
-           'make_synthetic_sample', 'PipelineConfig', 'stage_config', 'run_layout', 'run_pipeline', 'headline',
-           'DemoConfig', 'demo_settings', 'demo', 'format_summary']
+           'make_synthetic_sample', 'PipelineConfig', 'stage_config', 'run_layout', 'preprocess_stage',
+           'autolabel_stage', 'filter_stage', 'pretrain_stage', 'train_stage', 'evaluate_stage', 'run_pipeline',
+           'headline', 'DemoConfig', 'demo_settings', 'demo', 'format_summary']
 
 # %% ../nbs/17_pipeline.ipynb #45cc5d2b
 SYNTH_COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (235, 210, 30),
@@ -70,7 +71,7 @@ STAGES = ("preprocess", "autolabel", "filter", "pretrain", "train", "evaluate")
 class PipelineConfig:
     "The `pipeline` section of a pipeline YAML (the other sections are the stages' own configs)."
     config_file: str = opt(None, "pipeline YAML with a section per stage (set by --config)")
-    output_dir: str = opt("runs/vlm-it", "root folder of the run; every stage writes below it")
+    output: str = opt("runs/vlm-it", "root folder of the run; every stage writes below it")
     input: str = opt(None, "raw training data for preprocess (an imagefolder, or the COCO image dir with preprocess.coco_captions)")
     eval_input: str = opt(None, "raw held-out data: preprocessed and labelled like the training data, used only by evaluate")
     stages: list[str] = opt(list(STAGES), "stages to run, in pipeline order (pretrain runs only if its section exists)")
@@ -91,52 +92,85 @@ def run_layout(root:str|Path) -> dict[str, Path]:
     return {"processed": root/"processed", "labels": root/"labels", "filtered": root/"filtered",
             "pretrain": root/"models"/"pretrain", "finetuned": root/"models"/"finetuned", "eval": root/"eval"}
 
-# %% ../nbs/17_pipeline.ipynb #9234f258
-def run_pipeline(cfg:PipelineConfig) -> dict:
-    "Run `cfg.stages` in order; returns (and writes to `output_dir/summary.json`) the headline metrics and the time of each stage."
-    from transformers import TrainingArguments
+# %% ../nbs/17_pipeline.ipynb #b199ef05
+def _timed(seconds:dict, name:str, fn, *args):
+    "Run one stage, log its name, and add its wall time to `seconds[name]`."
+    get_logger("pipeline").info("── %s", name); t = time.time()
+    out = fn(*args)
+    seconds[name] = round(seconds.get(name, 0) + time.time() - t, 2)
+    return out
+
+# %% ../nbs/17_pipeline.ipynb #067464cc
+def preprocess_stage(cfg:PipelineConfig, L:dict, seconds:dict):
+    "Preprocess the raw training (and held-out) data into `processed/{train,eval}`."
     from vlm_it.preprocess import PreprocessConfig, preprocess
+    for split, src in (("train", cfg.input), ("eval", cfg.eval_input)):
+        if src: _timed(seconds, "preprocess", preprocess, stage_config(cfg, PreprocessConfig, "preprocess", input=src, output=str(L["processed"]/split)))
+
+# %% ../nbs/17_pipeline.ipynb #455bb8fe
+def autolabel_stage(cfg:PipelineConfig, L:dict, seconds:dict):
+    "Label each preprocessed split into `labels/{train,eval}`."
     from vlm_it.autolabel import AutolabelConfig, autolabel
+    for split, src in (("train", cfg.input), ("eval", cfg.eval_input)):
+        if src: _timed(seconds, "autolabel", autolabel, stage_config(cfg, AutolabelConfig, "autolabel", input=str(L["processed"]/split), output=str(L["labels"]/split)))
+
+# %% ../nbs/17_pipeline.ipynb #090aadc6
+def filter_stage(cfg:PipelineConfig, L:dict, seconds:dict):
+    "Filter the training labels into `filtered/`, guarding against near-copies of the held-out images."
     from vlm_it.filtering import FilterConfig, filter_annotations
-    from vlm_it.train import TrainConfig, train
+    guard = {"eval_images": str(L["processed"]/"eval"/"images")} if cfg.eval_input else {}
+    _timed(seconds, "filter", filter_annotations, stage_config(cfg, FilterConfig, "filter", input=str(L["labels"]/"train"/ANNOTATIONS_FILE),
+           output=str(L["filtered"]), image_root=str(L["processed"]/"train"), **guard))
+
+# %% ../nbs/17_pipeline.ipynb #1750b14d
+def _train_configs(cfg:PipelineConfig, section:str, **paths):
+    from transformers import TrainingArguments
+    from vlm_it.train import TrainConfig
+    return stage_config(cfg, (TrainConfig, TrainingArguments), section, **paths)
+
+# %% ../nbs/17_pipeline.ipynb #5f043038
+def pretrain_stage(cfg:PipelineConfig, L:dict, seconds:dict) -> str|None:
+    "LLaVA's stage 1 when the YAML has a `pretrain` section: a full fine-tune on the captions; returns the model it leaves (or finds)."
+    from vlm_it.train import train
+    if _section(cfg, "pretrain") is None: return None
+    if "pretrain" not in cfg.stages: return str(L["pretrain"]) if (L["pretrain"]/"config.json").exists() else None
+    tc, ta = _train_configs(cfg, "pretrain", input=str(L["processed"]/"train"/"captions.json"),
+                            image_root=str(L["processed"]/"train"), output_dir=str(L["pretrain"]))
+    return str(_timed(seconds, "pretrain", train, tc, ta))
+
+# %% ../nbs/17_pipeline.ipynb #90a6cf7b
+def train_stage(cfg:PipelineConfig, L:dict, seconds:dict, base:str|None) -> str:
+    "LLaVA's stage 2: instruction tuning (QLoRA by default) on the filtered labels; returns the base model's name."
+    from vlm_it.train import train
+    labels = L["filtered"]/ANNOTATIONS_FILE if (L["filtered"]/ANNOTATIONS_FILE).exists() else L["labels"]/"train"/ANNOTATIONS_FILE
+    tc, ta = _train_configs(cfg, "train", input=str(labels), image_root=str(L["processed"]/"train"),
+                            output_dir=str(L["finetuned"]), **({"model_name_or_path": base} if base else {}))
+    _timed(seconds, "train", train, tc, ta)
+    return base or tc.model_name_or_path
+
+# %% ../nbs/17_pipeline.ipynb #b44be6d8
+def evaluate_stage(cfg:PipelineConfig, L:dict, seconds:dict, base:str|None) -> dict:
+    "Evaluate the fine-tuned adapter against its base on the held-out labels; returns evaluate's metrics."
     from vlm_it.evaluate import EvalConfig, evaluate_model
+    funnel = {"filter_report": str(L["filtered"]/FILTER_REPORT)} if (L["filtered"]/FILTER_REPORT).exists() else {}
+    ec = stage_config(cfg, EvalConfig, "evaluate", input=str(L["labels"]/"eval"/ANNOTATIONS_FILE), image_root=str(L["processed"]/"eval"),
+                      output=str(L["eval"]), adapter=str(L["finetuned"]), compare=["base"], **({"model": base} if base else {}), **funnel)
+    return _timed(seconds, "evaluate", evaluate_model, ec)
+
+# %% ../nbs/17_pipeline.ipynb #21e905b7
+def run_pipeline(cfg:PipelineConfig) -> dict:
+    "Run `cfg.stages` in order; returns (and writes to `output/summary.json`) the headline metrics and the time of each stage."
     bad = [s for s in cfg.stages if s not in STAGES]
     if bad: raise ConfigError(f"unknown stage(s) {bad}; stages are: {', '.join(STAGES)}")
-    log, L, seconds, t_all = get_logger("pipeline"), run_layout(cfg.output_dir), {}, time.time()
-    splits = {"train": cfg.input, "eval": cfg.eval_input}
-    has_pretrain = _section(cfg, "pretrain") is not None
-    def timed(name, fn, *a):
-        log.info("── %s", name); t = time.time(); out = fn(*a); seconds[name] = round(seconds.get(name, 0) + time.time() - t, 2); return out
-    if "preprocess" in cfg.stages:
-        for split, src in splits.items():
-            if src: timed("preprocess", preprocess, stage_config(cfg, PreprocessConfig, "preprocess", input=src, output=str(L["processed"]/split)))
-    if "autolabel" in cfg.stages:
-        for split, src in splits.items():
-            if src: timed("autolabel", autolabel, stage_config(cfg, AutolabelConfig, "autolabel", input=str(L["processed"]/split), output=str(L["labels"]/split)))
-    if "filter" in cfg.stages:
-        timed("filter", filter_annotations, stage_config(cfg, FilterConfig, "filter", input=str(L["labels"]/"train"/ANNOTATIONS_FILE),
-              output=str(L["filtered"]), image_root=str(L["processed"]/"train"),
-              **({"eval_images": str(L["processed"]/"eval"/"images")} if cfg.eval_input else {})))
-    base = None
-    if "pretrain" in cfg.stages and has_pretrain:
-        tc, ta = stage_config(cfg, (TrainConfig, TrainingArguments), "pretrain", data=str(L["processed"]/"train"/"captions.json"),
-                              image_root=str(L["processed"]/"train"), output_dir=str(L["pretrain"]))
-        base = str(timed("pretrain", train, tc, ta))
-    elif has_pretrain and (L["pretrain"]/"config.json").exists(): base = str(L["pretrain"])
-    if "train" in cfg.stages:
-        data = L["filtered"]/ANNOTATIONS_FILE if (L["filtered"]/ANNOTATIONS_FILE).exists() else L["labels"]/"train"/ANNOTATIONS_FILE
-        tc, ta = stage_config(cfg, (TrainConfig, TrainingArguments), "train", data=str(data), image_root=str(L["processed"]/"train"),
-                              output_dir=str(L["finetuned"]), **({"model_name_or_path": base} if base else {}))
-        base = base or tc.model_name_or_path
-        timed("train", train, tc, ta)
-    metrics = None
-    if "evaluate" in cfg.stages and cfg.eval_input:
-        ec = stage_config(cfg, EvalConfig, "evaluate", data=str(L["labels"]/"eval"/ANNOTATIONS_FILE), image_root=str(L["processed"]/"eval"),
-                          output_dir=str(L["eval"]), adapter=str(L["finetuned"]), compare=["base"], **({"model": base} if base else {}),
-                          **({"filter_report": str(L["filtered"]/FILTER_REPORT)} if (L["filtered"]/FILTER_REPORT).exists() else {}))
-        metrics = timed("evaluate", evaluate_model, ec)
-    summary = {**headline(metrics), "seconds": round(time.time() - t_all, 2), "stages": seconds}
-    write_json(summary, Path(cfg.output_dir)/"summary.json")
+    L, seconds, t0 = run_layout(cfg.output), {}, time.time()
+    if "preprocess" in cfg.stages: preprocess_stage(cfg, L, seconds)
+    if "autolabel" in cfg.stages: autolabel_stage(cfg, L, seconds)
+    if "filter" in cfg.stages: filter_stage(cfg, L, seconds)
+    base = pretrain_stage(cfg, L, seconds)
+    if "train" in cfg.stages: base = train_stage(cfg, L, seconds, base)
+    metrics = evaluate_stage(cfg, L, seconds, base) if "evaluate" in cfg.stages and cfg.eval_input else None
+    summary = {**headline(metrics), "seconds": round(time.time() - t0, 2), "stages": seconds}
+    write_json(summary, Path(cfg.output)/"summary.json")
     return summary
 
 # %% ../nbs/17_pipeline.ipynb #67b5362f
@@ -158,7 +192,7 @@ _LORA_TARGETS = (r"^(?:model\.language_model\..*\.(?:q_proj|k_proj|v_proj|o_proj
 _TRAIN_ARGS = dict(per_device_train_batch_size=16, logging_steps=20, save_strategy="no", report_to="none",
                    lr_scheduler_type="cosine", warmup_steps=0.05, weight_decay=0.0, dataloader_num_workers=0, seed=0)
 DEMO_SETTINGS = {
-    "pipeline": {"output_dir": "demo_run", "input": "demo_run/raw/train", "eval_input": "demo_run/raw/test"},
+    "pipeline": {"output": "demo_run", "input": "demo_run/raw/train", "eval_input": "demo_run/raw/test"},
     "synthetic": {"n_train": 800, "n_test": 60, "size": 128, "seed": 0},
     "preprocess": {"max_side": 128, "format": "png"},
     "autolabel": {"backend": "template", "tasks": "vqa,detailed_description", "negatives": 0},
@@ -189,7 +223,7 @@ def demo_settings(cfg:DemoConfig) -> dict:
     s = read_yaml(cfg.config_file) if cfg.config_file else _merge({}, DEMO_SETTINGS)
     if cfg.small: s = _merge(s, SMALL)
     out = Path(cfg.output)
-    return _merge(s, {"pipeline": {"output_dir": str(out), "input": str(out/"raw"/"train"), "eval_input": str(out/"raw"/"test")}})
+    return _merge(s, {"pipeline": {"output": str(out), "input": str(out/"raw"/"train"), "eval_input": str(out/"raw"/"test")}})
 
 # %% ../nbs/17_pipeline.ipynb #89a840fb
 def demo(cfg:DemoConfig) -> dict:

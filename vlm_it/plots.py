@@ -10,7 +10,7 @@ import io, math
 import numpy as np
 from pathlib import Path
 
-from .core import atomic_write, read_jsonl, resolve_image
+from .core import atomic_write, resolve_image
 from .metrics import HEADLINE_METRICS
 
 # %% auto #0
@@ -28,24 +28,34 @@ def save_figure(fig, path) -> Path:
     with atomic_write(path, "wb", encoding=None) as f: f.write(buf.getvalue())
     return Path(path)
 
-# %% ../nbs/11_plots.ipynb #7acf805c
+# %% ../nbs/11_plots.ipynb #d526b4f6
+def _funnel_row(row) -> tuple[str, int]|None:
+    "`(step, records left)` of a `[name, n]` pair or a `{name|stage|step|filter, kept|remaining|count|n|records}` row; None otherwise."
+    if isinstance(row, (list, tuple)) and len(row) == 2: return str(row[0]), int(row[1])
+    if not isinstance(row, dict): return None
+    name = next((row[k] for k in ("name", "stage", "step", "filter") if k in row), None)
+    n = next((row[k] for k in ("kept", "remaining", "count", "n", "records") if k in row), None)
+    return (str(name), int(n)) if name is not None and isinstance(n, (int, float)) else None
+
+# %% ../nbs/11_plots.ipynb #d1b9e00b
 def funnel_steps(report:dict) -> list[tuple[str, int]]:
     "`[(step, records left)]` from the filter stage's report (`total`, then `rules: {rule: {remaining}}` in order), or from a `funnel` list/mapping."
     rules = report.get("rules")
     if isinstance(rules, dict) and all(isinstance(r, dict) and "remaining" in r for r in rules.values()):
         return ([("input", int(report["total"]))] if "total" in report else []) + [(n, int(r["remaining"])) for n, r in rules.items()]
     f = report.get("funnel", report)
-    out = []
     if isinstance(f, dict): return [(str(k), int(v)) for k, v in f.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    for row in f if isinstance(f, list) else []:
-        if isinstance(row, (list, tuple)) and len(row) == 2: out.append((str(row[0]), int(row[1])))
-        elif isinstance(row, dict):
-            name = next((row[k] for k in ("name", "stage", "step", "filter") if k in row), None)
-            n = next((row[k] for k in ("kept", "remaining", "count", "n", "records") if k in row), None)
-            if name is not None and isinstance(n, (int, float)): out.append((str(name), int(n)))
-    return out
+    return [s for s in map(_funnel_row, f if isinstance(f, list) else []) if s]
 
-# %% ../nbs/11_plots.ipynb #7dc2df07
+# %% ../nbs/11_plots.ipynb #1f26caa0
+def _funnel_labels(ax, y:list[int], remaining:list[int]):
+    "Write on each bar how many records are left and how many its step removed."
+    total = remaining[0]
+    for yi, n, prev in zip(y, remaining, [total] + remaining[:-1]):
+        ax.text(total / 2, yi, f"{n}" + (f"  (-{prev - n})" if prev - n else ""), ha="center", va="center",
+                color="white" if n > total * 0.2 else "black", fontsize=9)
+
+# %% ../nbs/11_plots.ipynb #338c1237
 def plot_funnel(steps:list[tuple[str, int]], path, title:str="Filter funnel") -> Path|None:
     "A horizontal funnel chart from `[(step, records left)]`, the first step being the input; each bar says how many its step removed."
     if not steps: return None
@@ -54,51 +64,55 @@ def plot_funnel(steps:list[tuple[str, int]], path, title:str="Filter funnel") ->
     fig = _figure(7, 0.45 * len(labels) + 1.2); ax = fig.add_subplot()
     y = list(range(len(labels)))[::-1]
     ax.barh(y, remaining, color=["#4c72b0"] + ["#55a868"] * (len(steps) - 1), left=[(total - n) / 2 for n in remaining])
-    for yi, n, prev in zip(y, remaining, [total] + remaining[:-1]):
-        ax.text(total / 2, yi, f"{n}" + (f"  (-{prev - n})" if prev - n else ""), ha="center", va="center",
-                color="white" if n > total * 0.2 else "black", fontsize=9)
+    _funnel_labels(ax, y, remaining)
     ax.set_yticks(y, labels); ax.set_xticks([]); ax.set_xlim(0, max(total, 1))
     for s in ("top", "right", "bottom"): ax.spines[s].set_visible(False)
     ax.set_title(f"{title}: kept {remaining[-1]} of {total}")
     return save_figure(fig, path)
 
-# %% ../nbs/11_plots.ipynb #06b7b14a
+# %% ../nbs/11_plots.ipynb #7436268e
+def _points(rows:list[dict], key:str) -> list[tuple]:
+    "`(step, value)` of the log rows that have a number under `key`."
+    return [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+
+# %% ../nbs/11_plots.ipynb #70d08b57
 def plot_loss(logs:dict[str, list[dict]], path, title:str="Training loss") -> Path|None:
     "Loss against step for each run's `log.jsonl` rows (`{name: rows}`): training loss, eval loss dashed, learning rate on a second axis."
     logs = {n: [r for r in rows if "step" in r] for n, rows in logs.items()}
-    pts = lambda rows, k: [(r["step"], r[k]) for r in rows if isinstance(r.get(k), (int, float))]
-    logs = {n: rows for n, rows in logs.items() if pts(rows, "loss") or pts(rows, "eval_loss")}
+    logs = {n: rows for n, rows in logs.items() if _points(rows, "loss") or _points(rows, "eval_loss")}
     if not logs: return None
     fig = _figure(6.5, 3.5); ax = fig.add_subplot(1, 1, 1); ax2 = None
     for i, (n, rows) in enumerate(logs.items()):
         for key, style in (("loss", "-"), ("eval_loss", "o--")):
-            if pts(rows, key): ax.plot(*zip(*pts(rows, key)), style, color=f"C{i}", label=f"{n} {key.replace('_', ' ')}")
-        if pts(rows, "learning_rate"):
+            if _points(rows, key): ax.plot(*zip(*_points(rows, key)), style, color=f"C{i}", label=f"{n} {key.replace('_', ' ')}")
+        if _points(rows, "learning_rate"):
             ax2 = ax2 or ax.twinx()
-            ax2.plot(*zip(*pts(rows, "learning_rate")), color=f"C{i}", ls=":", alpha=0.6); ax2.set_ylabel("learning rate (dotted)")
+            ax2.plot(*zip(*_points(rows, "learning_rate")), color=f"C{i}", ls=":", alpha=0.6); ax2.set_ylabel("learning rate (dotted)")
     ax.set_xlabel("step"); ax.set_ylabel("loss"); ax.set_title(title); ax.grid(alpha=.3); ax.legend(loc="upper right", fontsize=8)
     return save_figure(fig, path)
 
-# %% ../nbs/11_plots.ipynb #89eaa98a
+# %% ../nbs/11_plots.ipynb #ed821e60
+def _metric_panel(ax, metric:str, summaries:dict[str, dict]):
+    "One metric's bars, a bar per model with its interval as error bar and its value on top."
+    names = list(summaries)
+    vals = [summaries[n].get(metric, np.nan) for n in names]
+    cis = [summaries[n].get("ci", {}).get(metric, [v, v]) for n, v in zip(names, vals)]
+    err = np.array([[max(0, v - lo), max(0, hi - v)] if not np.isnan(v) else [0, 0] for v, (lo, hi) in zip(vals, cis)]).T
+    ax.bar(range(len(names)), vals, yerr=err, color=[f"C{i}" for i in range(len(names))], capsize=4)
+    for x, v in enumerate(vals):
+        if not np.isnan(v): ax.annotate(f"{v:.3f}", (x, v), ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
+    top = max([hi for _, hi in cis if not np.isnan(hi)] + [0.0])
+    ax.set_ylim(0, 1.05 if metric not in ("CIDEr", "judge_relative") or top <= 1 else top * 1.15)
+    ax.set_title(metric); ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
+
+# %% ../nbs/11_plots.ipynb #2e6f4723
 def plot_metrics(summaries:dict[str, dict], path) -> Path|None:
     "Bar charts of the headline metrics, one panel per metric, a bar per model with its confidence interval."
-    names = list(summaries)
     metrics = [m for m in HEADLINE_METRICS if any(m in s for s in summaries.values())]
     if not metrics: return None
     cols = min(4, len(metrics)); rows = math.ceil(len(metrics) / cols)
     fig = _figure(3.2 * cols, 2.8 * rows)
-    colours = [f"C{i}" for i in range(len(names))]
-    for k, m in enumerate(metrics):
-        ax = fig.add_subplot(rows, cols, k + 1)
-        vals = [summaries[n].get(m, np.nan) for n in names]
-        cis = [summaries[n].get("ci", {}).get(m, [v, v]) for n, v in zip(names, vals)]
-        err = np.array([[max(0, v - lo), max(0, hi - v)] if not np.isnan(v) else [0, 0] for v, (lo, hi) in zip(vals, cis)]).T
-        ax.bar(range(len(names)), vals, yerr=err, color=colours, capsize=4)
-        for x, v in enumerate(vals):
-            if not np.isnan(v): ax.annotate(f"{v:.3f}", (x, v), ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
-        top = max([hi for _, hi in cis if not np.isnan(hi)] + [0.0])
-        ax.set_ylim(0, 1.05 if m not in ("CIDEr", "judge_relative") or top <= 1 else top * 1.15)
-        ax.set_title(m); ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
+    for k, m in enumerate(metrics): _metric_panel(fig.add_subplot(rows, cols, k + 1), m, summaries)
     fig.suptitle("Metrics (95% bootstrap intervals)")
     return save_figure(fig, path)
 
@@ -108,19 +122,24 @@ def _short(text, n=160):
     text = " ".join("".join(ch if ch.isprintable() else " " for ch in str(text)).split())
     return textwrap.fill(text if len(text) <= n else text[:n - 1] + "…", 70)
 
-# %% ../nbs/11_plots.ipynb #a5ea9eef
+# %% ../nbs/11_plots.ipynb #9270cc03
+def _thumbnail(ax, image_root, image:str):
+    "The item's image, shrunk, on `ax`; an unreadable image leaves the panel empty."
+    from PIL import Image
+    try:
+        with Image.open(resolve_image(image_root, image)) as im: im = im.convert("RGB"); im.thumbnail((160, 160)); ax.imshow(im)
+    except (OSError, ValueError): pass
+    ax.set_xticks([]); ax.set_yticks([])
+
+# %% ../nbs/11_plots.ipynb #cf093754
 def plot_gallery(items:list[dict], predictions:dict[str, list[str]], scores:list[float], picks:list[tuple[str, int]], image_root, path) -> Path|None:
     "One row per picked item: its thumbnail, question, reference and every model's answer."
-    from PIL import Image
     if not picks: return None
     fig = _figure(10, 1.5 * len(picks))
     gs = fig.add_gridspec(len(picks), 2, width_ratios=[1, 5])
     for r, (label, i) in enumerate(picks):
-        it, ax = items[i], fig.add_subplot(gs[r, 0])
-        try:
-            with Image.open(resolve_image(image_root, it["image"])) as im: im = im.convert("RGB"); im.thumbnail((160, 160)); ax.imshow(im)
-        except (OSError, ValueError): pass
-        ax.set_xticks([]); ax.set_yticks([])
+        it = items[i]
+        _thumbnail(fig.add_subplot(gs[r, 0]), image_root, it["image"])
         tx = fig.add_subplot(gs[r, 1]); tx.axis("off")
         lines = [f"[{label}, score {scores[i]:.2f}] {it['id']}", "Q: " + _short(it["question"], 120), "Ref: " + _short(it["references"][0], 120)]
         lines += [f"{n}: " + _short(p[i], 120) for n, p in predictions.items()]

@@ -6,24 +6,26 @@ Docs: https://vlm-it.github.io/vlm-it/preprocess.html.md"""
 
 # %% ../nbs/00_preprocess.ipynb #4e8f4c19
 from __future__ import annotations
-import hashlib, html, io, math, os, random, re, sys, time, unicodedata
+import hashlib, html, io, math, os, re, sys, time, unicodedata
 import multiprocessing as mp
-from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+from PIL import Image
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 
 from .core import (ConfigError, METADATA_FILE, PREPROCESS_REPORT, RecordError, atomic_write, get_logger,
     make_record, opt, progress, read_json, read_jsonl, resolve_image, save_config, save_records, stable_id, turns,
     write_json, write_jsonl)
-from .images import BadImage, IMAGE_EXTS, NearDupIndex, _pixel_limit, fit_size, image_fingerprint, open_image
+from .images import (AUGMENTATIONS, BadImage, Fingerprint, IMAGE_EXTS, PIXEL_DISTANCE, _pixel_limit, augment_image, fit_size,
+    group_copies, hamming, image_fingerprint, open_image, pixel_distance, thumbnail)
 
 log = get_logger("preprocess")
 
 # %% auto #0
-__all__ = ['log', 'BRIEF_PROMPTS', 'AUGMENTATIONS', 'PreprocessConfig', 'output_name', 'process_image', 'clean_text',
-           'clean_captions', 'collect_inputs', 'caption_records', 'augment_image', 'preprocess', 'token_length_stats']
+__all__ = ['log', 'LOSSLESS', 'BRIEF_PROMPTS', 'PreprocessConfig', 'output_name', 'process_image', 'copy_rank', 'why_kept',
+           'pick_copies', 'clean_text', 'clean_captions', 'collect_inputs', 'caption_records', 'sort_inputs',
+           'preprocess', 'token_length_stats']
 
 # %% ../nbs/00_preprocess.ipynb #3384a52d
 @dataclass
@@ -39,7 +41,8 @@ class PreprocessConfig:
     jpeg_quality: int = opt(90, "JPEG quality 1-95 (ignored for png)")
     max_image_pixels: int = opt(89_478_485, "decompression-bomb guard: skip images with more pixels than this (Pillow's default)")
     background: str = opt("white", "colour transparent pixels are composited on (any Pillow colour name or #rrggbb)")
-    near_dup_distance: int = opt(4, "near duplicates: Hamming distance between 64-bit perceptual hashes at or below which the later image is skipped; -1 turns this off (exact duplicates are always skipped)")
+    near_dup_distance: int = opt(4, "near duplicates, step 1: images whose 64-bit perceptual hashes differ in at most this many bits are compared pixel by pixel; -1 turns near-duplicate detection off (exact duplicates are always found)")
+    near_dup_pixel_distance: float = opt(PIXEL_DISTANCE, "near duplicates, step 2: a proposed pair is the same picture when the pixel distance of its thumbnails is at most this (0 = identical thumbnails)")
     num_workers: int = opt(0, "worker processes; 0 = all cores, 1 = run in this process")
     augment: list[str] = opt([], "optional augmented copies, off by default: any of color, blur, hflip (hflip only for images whose captions never say left/right)")
     augment_copies: int = opt(1, "augmented copies per kept image when --augment is set")
@@ -60,6 +63,23 @@ def _save(im:Image.Image, path:Path, cfg:PreprocessConfig):
         if cfg.format == "jpeg": im.save(f, "JPEG", quality=cfg.jpeg_quality)
         else: im.save(f, "PNG", compress_level=6)
 
+# %% ../nbs/00_preprocess.ipynb #90e4532a
+def _header(data:bytes, max_pixels:int) -> tuple[tuple[int, int], str]:
+    "Upright size and format of an encoded image, read from its header."
+    with _pixel_limit(max_pixels), Image.open(io.BytesIO(data)) as im:
+        w, h = im.size
+        return ((h, w) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)), im.format
+
+# %% ../nbs/00_preprocess.ipynb #9ea4870f
+def _write_output(data:bytes, out:Path, cfg:PreprocessConfig):
+    "Decode, convert and resize one input and write it to `out`; raises `BadImage`."
+    im, upright = open_image(io.BytesIO(data), cfg.max_side, cfg.max_image_pixels, cfg.background)
+    size = fit_size(*upright, cfg.max_side)
+    if min(size) < cfg.min_side:
+        raise BadImage(f"too small: {size[0]}x{size[1]} px after resizing, shorter side < min_side {cfg.min_side}")
+    if im.size != size: im = im.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)  # big non-JPEGs: box-reduce first
+    _save(im, out, cfg)
+
 # %% ../nbs/00_preprocess.ipynb #2c679b3f
 def process_image(src:str, images_dir:str, cfg:PreprocessConfig) -> dict:
     "Validate, convert, resize and save one image; returns a small dict (never raises for a bad image)."
@@ -68,28 +88,62 @@ def process_image(src:str, images_dir:str, cfg:PreprocessConfig) -> dict:
         if not data: raise BadImage("empty file: 0 bytes")
         sha1 = hashlib.sha1(data).hexdigest()
         out = Path(images_dir) / output_name(sha1, cfg)
-        if out.exists():  # finished by an earlier run: read sizes from headers only
-            with _pixel_limit(cfg.max_image_pixels), Image.open(io.BytesIO(data)) as im:
-                w, h = im.size
-                upright = (h, w) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)
-            with Image.open(out) as o: size = o.size
-            reused = True
-        else:
-            im, upright = open_image(io.BytesIO(data), cfg.max_side, cfg.max_image_pixels, cfg.background)
-            size = fit_size(*upright, cfg.max_side)
-            if min(size) < cfg.min_side:
-                raise BadImage(f"too small: {size[0]}x{size[1]} px after resizing, shorter side < min_side {cfg.min_side}")
-            if im.size != size: im = im.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)  # big non-JPEGs: box-reduce first
-            _save(im, out, cfg)
-            reused = False
+        reused = out.exists()  # finished by an earlier run: only headers are read
+        if not reused: _write_output(data, out, cfg)
+        upright, fmt = _header(data, cfg.max_image_pixels)
+        with Image.open(out) as o: size = o.size
         if min(size) < cfg.min_side: raise BadImage(f"too small: {size[0]}x{size[1]} px, shorter side < min_side {cfg.min_side}")
         phash, mean = image_fingerprint(out)
-        return {"ok": True, "sha1": sha1, "name": out.name, "width": size[0], "height": size[1],
-                "orig_width": upright[0], "orig_height": upright[1], "phash": phash, "mean": mean, "reused": reused}
+        return {"ok": True, "sha1": sha1, "name": out.name, "width": size[0], "height": size[1], "orig_width": upright[0],
+                "orig_height": upright[1], "format": fmt, "bytes": len(data), "phash": phash, "mean": mean, "reused": reused}
     except BadImage as e: return {"ok": False, "reason": str(e)}
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e: return {"ok": False, "reason": f"decompression bomb: {e}"}
     except FileNotFoundError: return {"ok": False, "reason": "file not found"}
     except Exception as e: return {"ok": False, "reason": f"unreadable: {type(e).__name__}: {e}"}
+
+# %% ../nbs/00_preprocess.ipynb #c74e2b36
+LOSSLESS = {"PNG", "BMP", "TIFF", "PPM", "TGA"}
+
+def copy_rank(r:dict) -> tuple[int, bool, int]:
+    "How good a copy `process_image` result `r` is: pixel count, lossless format, file size (larger is better)."
+    return r["orig_width"] * r["orig_height"], r["format"] in LOSSLESS, r["bytes"]
+
+# %% ../nbs/00_preprocess.ipynb #f8a4bbdd
+def why_kept(kept:dict, other:dict) -> str:
+    "Why `kept` was preferred to `other`, in the words of the report."
+    (pk, lk, bk), (po, lo, bo) = copy_rank(kept), copy_rank(other)
+    if pk != po: return f"more pixels ({kept['orig_width']}x{kept['orig_height']} vs {other['orig_width']}x{other['orig_height']})"
+    if lk != lo: return f"lossless format ({kept['format']} vs {other['format']})"
+    if bk != bo: return f"larger file ({bk} vs {bo} bytes)"
+    return "as good a copy, and first in input order"
+
+# %% ../nbs/00_preprocess.ipynb #b4796024
+def _thumbs(found:list[dict], images_dir):
+    "A cached `thumbnail` of the written image of `found[k]`."
+    return lru_cache(maxsize=8192)(lambda k: thumbnail(Path(images_dir) / found[k]["name"]))
+
+# %% ../nbs/00_preprocess.ipynb #25996a07
+def _copy_line(r:dict, best:dict, names:tuple[str, str], thumb_pair, cfg:PreprocessConfig) -> dict|None:
+    "The report line of copy `r` of kept `best`; None when the two themselves are not confirmed the same picture."
+    line = {"file_name": names[0], "duplicate_of": names[1]}
+    if r["sha1"] == best["sha1"]: return {**line, "kind": "exact", "kept_because": "the same bytes, first in input order"}
+    pd = pixel_distance(*thumb_pair())
+    if pd > cfg.near_dup_pixel_distance: return None
+    return {**line, "kind": "near", "distance": hamming(r["phash"], best["phash"]), "pixel_distance": pd, "kept_because": why_kept(best, r)}
+
+# %% ../nbs/00_preprocess.ipynb #7bc47f1e
+def pick_copies(found:list[dict], names:list[str], groups:list[int], cfg:PreprocessConfig, thumb) -> tuple[list[int], list[dict]]:
+    "Indices of the kept images (input order) and the report lines of the dropped copies, from `group_copies`' groups."
+    members, kept, lines = {}, [], []
+    for k, g in enumerate(groups): members.setdefault(g, []).append(k)
+    for ks in members.values():
+        best = max(ks, key=lambda k: (copy_rank(found[k]), -k))
+        kept.append(best)
+        for k in (k for k in ks if k != best):
+            line = _copy_line(found[k], found[best], (names[k], names[best]), lambda: (thumb(k), thumb(best)), cfg)
+            if line: lines.append((k, line))
+            else: kept.append(k)
+    return sorted(kept), [line for _, line in sorted(lines, key=lambda kl: kl[0])]
 
 # %% ../nbs/00_preprocess.ipynb #97ccbf98
 _TAG = re.compile(r"</?[A-Za-z][^<>]*>")
@@ -217,19 +271,7 @@ def caption_records(rows:list[dict], seed:int=0) -> list[dict]:
     return recs
 
 # %% ../nbs/00_preprocess.ipynb #05d958f1
-AUGMENTATIONS = ("color", "blur", "hflip")
 _SIDES = re.compile(r"\b(left|right)", re.I)
-
-def augment_image(im:Image.Image, ops, seed) -> Image.Image:
-    "Apply `ops` (from `AUGMENTATIONS`) with a deterministic random strength."
-    rng = random.Random(str(seed))
-    for op in ops:
-        if op == "color":
-            im = ImageEnhance.Brightness(im).enhance(rng.uniform(0.9, 1.1))
-            im = ImageEnhance.Contrast(im).enhance(rng.uniform(0.9, 1.1))
-        elif op == "blur": im = im.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.0)))
-        elif op == "hflip": im = ImageOps.mirror(im)
-    return im
 
 # %% ../nbs/00_preprocess.ipynb #923dd236
 def _augment_task(task, images_dir:str, cfg:PreprocessConfig) -> dict:
@@ -280,9 +322,70 @@ def _check(cfg:PreprocessConfig):
     if not 1 <= cfg.jpeg_quality <= 95: raise ConfigError(f"jpeg_quality {cfg.jpeg_quality} must be between 1 and 95")
     if cfg.max_side < cfg.min_side or cfg.min_side < 1: raise ConfigError(f"need 1 <= min_side ({cfg.min_side}) <= max_side ({cfg.max_side})")
     if cfg.near_dup_distance > 32: raise ConfigError(f"near_dup_distance {cfg.near_dup_distance} is too large (at most 32 of 64 bits; 4 is typical)")
+    if cfg.near_dup_pixel_distance < 0: raise ConfigError(f"near_dup_pixel_distance {cfg.near_dup_pixel_distance} must be >= 0 ({PIXEL_DISTANCE} is the measured default)")
     if bad := [a for a in cfg.augment if a not in AUGMENTATIONS]: raise ConfigError(f"unknown augmentation(s) {bad}; choose from {list(AUGMENTATIONS)}")
     try: Image.new("RGB", (1, 1), cfg.background)
     except ValueError: raise ConfigError(f"background {cfg.background!r} is not a colour Pillow knows") from None
+
+# %% ../nbs/00_preprocess.ipynb #f584e0d2
+def _process_all(items:list[dict], images_dir:Path, cfg:PreprocessConfig, workers:int) -> list[dict|None]:
+    "`process_image` of every usable input through the pool, in input order (None for inputs that cannot be opened)."
+    todo = [i for i, it in enumerate(items) if it["reason"] is None]
+    results = [None] * len(items)
+    work = partial(process_image, images_dir=str(images_dir), cfg=cfg)
+    for i, r in zip(todo, _pool_map(work, [items[i]["path"] for i in todo], workers, "preprocess")): results[i] = r
+    return results
+
+# %% ../nbs/00_preprocess.ipynb #b382359b
+def sort_inputs(items:list[dict], results:list, images_dir:Path, cfg:PreprocessConfig) -> tuple[list, list, list[int]]:
+    "`(skipped, duplicates, indices of the kept inputs)`: every input lands in exactly one, independent of worker scheduling."
+    skipped, dups, ok = [], [], []
+    for i, (it, r) in enumerate(zip(items, results)):
+        if it["reason"] == "merged": dups.append({"file_name": it["file_name"], "duplicate_of": it["duplicate_of"], "kind": "same file"})
+        elif it["reason"] or not r["ok"]: skipped.append({"file_name": it["file_name"], "reason": it["reason"] or r["reason"]})
+        else: ok.append(i)
+    found = [results[i] for i in ok]
+    thumb = _thumbs(found, images_dir)
+    groups = group_copies([Fingerprint(r["phash"], tuple(r["mean"])) for r in found], [r["sha1"] for r in found], thumb,
+                          cfg.near_dup_distance, cfg.near_dup_pixel_distance)
+    kept, copies = pick_copies(found, [items[i]["file_name"] for i in ok], groups, cfg, thumb)
+    return skipped, dups + copies, [ok[k] for k in kept]
+
+# %% ../nbs/00_preprocess.ipynb #d808ed58
+def _metadata_row(it:dict, r:dict) -> dict:
+    "The metadata row of a kept input: boxes scaled to the written size, captions cleaned."
+    sx, sy = r["width"] / r["orig_width"], r["height"] / r["orig_height"]
+    objs = [{**o, "bbox": [round(o["bbox"][0] * sx, 2), round(o["bbox"][1] * sy, 2), round(o["bbox"][2] * sx, 2), round(o["bbox"][3] * sy, 2)]}
+            for o in it["objects"]]
+    return {"id": Path(r["name"]).stem, "file_name": f"images/{r['name']}", "source_file": it["file_name"], "width": r["width"],
+            "height": r["height"], "captions": clean_captions(it["captions"]), "objects": objs, **it["extra"]}
+
+# %% ../nbs/00_preprocess.ipynb #1c2b47ee
+def _augment_all(rows:list[dict], images_dir:Path, cfg:PreprocessConfig, workers:int) -> list[dict]:
+    "Rows of the augmented copies of `rows` (their images written through the pool)."
+    aug = [a for row in rows for a in _augmented_rows(row, cfg)] if cfg.augment else []
+    if aug: list(_pool_map(partial(_augment_task, images_dir=str(images_dir), cfg=cfg), [t for _, t in aug], workers, "augment"))
+    return [r for r, _ in aug]
+
+# %% ../nbs/00_preprocess.ipynb #b1077736
+def _remove_stale(images_dir:Path, rows:list[dict]) -> int:
+    "Delete this stage's images that no row points to (earlier runs with other options, dropped copies); returns how many."
+    live = {Path(r["file_name"]).name for r in rows}
+    stale = [p for p in images_dir.iterdir() if _OWN_NAME.match(p.name) and p.name not in live]
+    for p in stale: p.unlink()
+    return len(stale)
+
+# %% ../nbs/00_preprocess.ipynb #ff6a5ea3
+def _report(items, results, skipped, duplicates, kept:int, **facts) -> dict:
+    "The preprocess report: every input accounted for, counts by reason."
+    reasons = {}
+    for s in skipped: reasons[s["reason"].split(":")[0]] = reasons.get(s["reason"].split(":")[0], 0) + 1
+    done, secs = [r for r in results if r], facts.pop("seconds")
+    if kept + len(skipped) + len(duplicates) != len(items): raise RuntimeError("preprocess lost track of an input; please report this bug")
+    return {"inputs": len(items), "kept": kept, "skipped": skipped, "duplicates": duplicates, "skip_reasons": dict(sorted(reasons.items())),
+            "exact_duplicates": sum(d["kind"] == "exact" for d in duplicates), "near_duplicates": sum(d["kind"] == "near" for d in duplicates),
+            "reused": sum(1 for r in done if r["ok"] and r["reused"]), **facts,
+            "seconds": round(secs, 2), "images_per_second": round(len(done) / secs, 2) if secs else None}
 
 # %% ../nbs/00_preprocess.ipynb #62cf04c5
 def preprocess(cfg:PreprocessConfig) -> dict:
@@ -294,59 +397,22 @@ def preprocess(cfg:PreprocessConfig) -> dict:
     if cfg.limit is not None: items = items[:cfg.limit]
     if "hflip" in cfg.augment: log.warning("hflip is on: it is applied only to images whose captions never mention left or right")
     workers = cfg.num_workers or os.cpu_count() or 1
-    todo = [i for i, it in enumerate(items) if it["reason"] is None]
-    results = dict.fromkeys(range(len(items)))
-    work = partial(process_image, images_dir=str(images_dir), cfg=cfg)
-    for k, r in enumerate(_pool_map(work, [items[i]["path"] for i in todo], workers, "preprocess")): results[todo[k]] = r
-
-    skipped, duplicates, rows, by_sha = [], [], [], {}
-    near = NearDupIndex(cfg.near_dup_distance) if cfg.near_dup_distance >= 0 else None
-    for i, it in enumerate(items):  # decisions in input order: independent of worker scheduling
-        r, fn = results[i], it["file_name"]
-        if it["reason"] == "merged": duplicates.append({"file_name": fn, "duplicate_of": it["duplicate_of"], "kind": "same file"}); continue
-        if it["reason"]: skipped.append({"file_name": fn, "reason": it["reason"]}); continue
-        if not r["ok"]: skipped.append({"file_name": fn, "reason": r["reason"]}); continue
-        if r["sha1"] in by_sha:  # same bytes, same output file: always a duplicate
-            duplicates.append({"file_name": fn, "duplicate_of": by_sha[r["sha1"]], "kind": "exact"}); continue
-        hit = near.query(r["phash"], r["mean"]) if near else None
-        if hit:
-            duplicates.append({"file_name": fn, "duplicate_of": hit[0], "kind": "near", "distance": hit[1]}); continue
-        by_sha[r["sha1"]] = fn
-        if near: near.add(r["phash"], r["mean"], fn)
-        sx, sy = r["width"] / r["orig_width"], r["height"] / r["orig_height"]
-        objs = [{**o, "bbox": [round(o["bbox"][0] * sx, 2), round(o["bbox"][1] * sy, 2), round(o["bbox"][2] * sx, 2), round(o["bbox"][3] * sy, 2)]}
-                for o in it["objects"]]
-        rows.append({"id": Path(r["name"]).stem, "file_name": f"images/{r['name']}", "source_file": fn, "width": r["width"],
-                     "height": r["height"], "captions": clean_captions(it["captions"]), "objects": objs, **it["extra"]})
-    kept = len(rows)
-
-    aug = [a for row in rows for a in _augmented_rows(row, cfg)] if cfg.augment else []
-    if aug:
-        list(_pool_map(partial(_augment_task, images_dir=str(images_dir), cfg=cfg), [t for _, t in aug], workers, "augment"))
-        rows += [r for r, _ in aug]
-    live = {Path(r["file_name"]).name for r in rows}
-    stale = [p for p in images_dir.iterdir() if _OWN_NAME.match(p.name) and p.name not in live]
-    for p in stale: p.unlink()
-
+    results = _process_all(items, images_dir, cfg, workers)
+    skipped, duplicates, kept = sort_inputs(items, results, images_dir, cfg)
+    rows = [_metadata_row(items[i], results[i]) for i in kept]
+    aug = _augment_all(rows, images_dir, cfg, workers)
+    rows += aug
+    stale = _remove_stale(images_dir, rows)
     records = caption_records(rows, cfg.seed)
     write_jsonl(rows, out / METADATA_FILE)
     save_records(records, out / "captions.json")
     save_config(cfg, out / "preprocess_config.yaml")
-    n_in = len(items)
-    reasons = {}
-    for s in skipped: reasons[s["reason"].split(":")[0]] = reasons.get(s["reason"].split(":")[0], 0) + 1
-    secs = time.time() - t0
-    report = {"inputs": n_in, "kept": kept, "skipped": skipped, "duplicates": duplicates,
-              "skip_reasons": dict(sorted(reasons.items())), "exact_duplicates": sum(d["kind"] == "exact" for d in duplicates),
-              "near_duplicates": sum(d["kind"] == "near" for d in duplicates), "augmented": len(aug),
-              "reused": sum(1 for r in results.values() if r and r.get("ok") and r["reused"]), "stale_removed": len(stale),
-              "caption_records": len(records), "layout": scan["layout"], "other_files_ignored": scan["other_files_ignored"],
-              "seconds": round(secs, 2), "images_per_second": round(len(todo) / secs, 2) if secs else None}
-    if kept + len(skipped) + len(duplicates) != n_in: raise RuntimeError("preprocess lost track of an input; please report this bug")
+    report = _report(items, results, skipped, duplicates, len(kept), augmented=len(aug), stale_removed=stale, caption_records=len(records),
+                     layout=scan["layout"], other_files_ignored=scan["other_files_ignored"], seconds=time.time() - t0)
     if cfg.tokenizer: report["token_lengths"] = token_length_stats(records, cfg.tokenizer, image_root=out)
     write_json(report, out / PREPROCESS_REPORT)
     log.info("%d inputs: %d kept, %d skipped, %d duplicates, %d caption records -> %s",
-             n_in, kept, len(skipped), len(duplicates), len(records), out)
+             len(items), len(kept), len(skipped), len(duplicates), len(records), out)
     return report
 
 # %% ../nbs/00_preprocess.ipynb #2f9ef9ee

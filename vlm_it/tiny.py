@@ -12,8 +12,9 @@ from pathlib import Path
 from .core import COCO_CATEGORIES, COLOURS, get_logger, opt
 
 # %% auto #0
-__all__ = ['SHAPES', 'NUMBERS', 'SPECIAL_TOKENS', 'CHAT_TEMPLATES', 'default_corpus', 'train_tokenizer', 'TinyModelConfig',
-           'make_tiny_model', 'make_tiny_clip', 'make_toy_data', 'qwen25_vl_7b_config', 'llava15_7b_config']
+__all__ = ['SHAPES', 'NUMBERS', 'SPECIAL_TOKENS', 'CHAT_TEMPLATES', 'default_corpus', 'train_tokenizer', 'chat_template',
+           'TinyModelConfig', 'make_tiny_model', 'make_toy_data', 'make_tiny_clip', 'qwen25_vl_7b_config',
+           'llava15_7b_config']
 
 # %% ../nbs/14_tiny_model.ipynb #7d4e2d8f
 SHAPES = ["square", "circle", "triangle", "rectangle", "star", "ellipse"]
@@ -33,28 +34,35 @@ def default_corpus() -> list[str]:
     out += COLOURS + SHAPES + NUMBERS + pos + ["yes", "no", "Yes", "No"] + [str(i) for i in range(11)]
     return out
 
-# %% ../nbs/14_tiny_model.ipynb #3175b9c1
+# %% ../nbs/14_tiny_model.ipynb #e88a403b
 SPECIAL_TOKENS = {
     "llava": ["<unk>", "<s>", "</s>", "<pad>", "<image>", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>"],
     "idefics3": ["<unk>", "<s>", "</s>", "<pad>", "<image>", "<fake_token_around_image>", "<global-img>", "<end_of_utterance>", "<|im_start|>"],
 }
 
-def train_tokenizer(arch:str="llava", corpus:list[str]|None=None, vocab_size:int=1024):
-    "A byte-level BPE `PreTrainedTokenizerFast` with the special tokens `arch` needs."
-    from tokenizers import Tokenizer, models, trainers, pre_tokenizers, decoders
+# %% ../nbs/14_tiny_model.ipynb #c3a3ed78
+def _hf_tokenizer(tok, arch:str):
+    "Wrap a `tokenizers.Tokenizer` as the `PreTrainedTokenizerFast` of `arch`, with its special tokens named."
     from transformers import PreTrainedTokenizerFast
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS[arch], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(default_corpus() + list(corpus or []), trainer)
     if arch == "llava":
         return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="<|end|>", unk_token="<unk>",
                                        pad_token="<pad>", extra_special_tokens={"image_token": "<image>"})
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="<end_of_utterance>", unk_token="<unk>",
         pad_token="<pad>", extra_special_tokens={"image_token": "<image>", "fake_image_token": "<fake_token_around_image>",
         "global_image_token": "<global-img>", "end_of_utterance_token": "<end_of_utterance>"})
+
+# %% ../nbs/14_tiny_model.ipynb #815adf73
+def train_tokenizer(arch:str="llava", corpus:list[str]|None=None, vocab_size:int=1024, add_bos:bool=False):
+    "A byte-level BPE `PreTrainedTokenizerFast` with the special tokens `arch` needs (adding `<s>` first if `add_bos`)."
+    from tokenizers import Tokenizer, models, trainers, pre_tokenizers, decoders, processors
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS[arch], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(default_corpus() + list(corpus or []), trainer)
+    if add_bos: tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
+    return _hf_tokenizer(tok, arch)
 
 # %% ../nbs/14_tiny_model.ipynb #c68ca8de
 CHAT_TEMPLATES = {
@@ -71,7 +79,12 @@ CHAT_TEMPLATES = {
                  "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"),
 }
 
-# %% ../nbs/14_tiny_model.ipynb #73b22f45
+# %% ../nbs/14_tiny_model.ipynb #85ab3158
+def chat_template(arch:str, bos:bool=False) -> str:
+    "The tiny `arch`'s chat template; with `bos`, it first writes `{{ bos_token }}` as Gemma 3's does."
+    return ("{{ bos_token }}" if bos else "") + CHAT_TEMPLATES[arch]
+
+# %% ../nbs/14_tiny_model.ipynb #c732b1ee
 @dataclass
 class TinyModelConfig:
     "Options of `vlm-it make-tiny-model`."
@@ -85,38 +98,44 @@ class TinyModelConfig:
     num_layers: int = opt(2, "layers in the vision tower and in the language model")
     vocab_size: int = opt(1024, "BPE vocabulary size (special tokens included)")
     corpus_file: str = opt(None, "optional text file (one sentence per line) to train the tokenizer on, besides the built-in corpus")
+    bos_template: bool = opt(False, "the tokenizer adds BOS and the chat template writes it too (as Gemma 3, Mllama and "
+                             "Aya Vision do): for testing that samples get exactly one")
 
-# %% ../nbs/14_tiny_model.ipynb #fc3ae790
-def _build(cfg:TinyModelConfig, tok):
-    from transformers import (LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor, SiglipVisionConfig,
-        SiglipImageProcessorPil, Idefics3Config, Idefics3VisionConfig, Idefics3ForConditionalGeneration, Idefics3Processor,
-        Idefics3ImageProcessorPil)
-    text = LlamaConfig(vocab_size=len(tok), hidden_size=cfg.text_hidden_size, intermediate_size=2 * cfg.text_hidden_size,
+# %% ../nbs/14_tiny_model.ipynb #17d0cc02
+def _text_config(cfg:TinyModelConfig, tok):
+    from transformers import LlamaConfig
+    return LlamaConfig(vocab_size=len(tok), hidden_size=cfg.text_hidden_size, intermediate_size=2 * cfg.text_hidden_size,
         num_hidden_layers=cfg.num_layers, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
-    vis = dict(hidden_size=cfg.vision_hidden_size, intermediate_size=2 * cfg.vision_hidden_size, num_hidden_layers=cfg.num_layers,
-               num_attention_heads=2, image_size=cfg.image_size, patch_size=cfg.patch_size)
-    image_token_id = tok.convert_tokens_to_ids("<image>")
-    if cfg.arch == "llava":
-        mcfg = LlavaConfig(vision_config=SiglipVisionConfig(**vis), text_config=text, image_token_id=image_token_id,
-            vision_feature_select_strategy="full", vision_feature_layer=-1, projector_hidden_act="gelu",
-            image_seq_length=(cfg.image_size // cfg.patch_size) ** 2)
-        model = LlavaForConditionalGeneration(mcfg)
-        ip = SiglipImageProcessorPil(size={"height": cfg.image_size, "width": cfg.image_size})
-        proc = LlavaProcessor(image_processor=ip, tokenizer=tok, patch_size=cfg.patch_size, num_additional_image_tokens=0,
-                              vision_feature_select_strategy="full", chat_template=CHAT_TEMPLATES["llava"])
-    else:
-        mcfg = Idefics3Config(vision_config=Idefics3VisionConfig(**vis), text_config=text, image_token_id=image_token_id,
-                              scale_factor=2, pad_token_id=tok.pad_token_id)
-        model = Idefics3ForConditionalGeneration(mcfg)
-        ip = Idefics3ImageProcessorPil(do_image_splitting=False, size={"longest_edge": cfg.image_size},
-                                       max_image_size={"longest_edge": cfg.image_size})
-        seq = (cfg.image_size // cfg.patch_size) ** 2 // 4  # pixel shuffle with scale_factor 2 merges 4 patches into one token
-        proc = Idefics3Processor(image_processor=ip, tokenizer=tok, image_seq_len=seq, chat_template=CHAT_TEMPLATES["idefics3"])
-    model.generation_config.pad_token_id, model.generation_config.eos_token_id = tok.pad_token_id, tok.eos_token_id
-    return model, proc
 
-# %% ../nbs/14_tiny_model.ipynb #352170db
+def _vision_kw(cfg:TinyModelConfig) -> dict:
+    return dict(hidden_size=cfg.vision_hidden_size, intermediate_size=2 * cfg.vision_hidden_size, num_hidden_layers=cfg.num_layers,
+                num_attention_heads=2, image_size=cfg.image_size, patch_size=cfg.patch_size)
+
+# %% ../nbs/14_tiny_model.ipynb #ba232903
+def _build_llava(cfg:TinyModelConfig, tok):
+    from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor, SiglipVisionConfig, SiglipImageProcessorPil
+    mcfg = LlavaConfig(vision_config=SiglipVisionConfig(**_vision_kw(cfg)), text_config=_text_config(cfg, tok),
+        image_token_id=tok.convert_tokens_to_ids("<image>"), vision_feature_select_strategy="full", vision_feature_layer=-1,
+        projector_hidden_act="gelu", image_seq_length=(cfg.image_size // cfg.patch_size) ** 2)
+    ip = SiglipImageProcessorPil(size={"height": cfg.image_size, "width": cfg.image_size})
+    proc = LlavaProcessor(image_processor=ip, tokenizer=tok, patch_size=cfg.patch_size, num_additional_image_tokens=0,
+                          vision_feature_select_strategy="full", chat_template=chat_template("llava", cfg.bos_template))
+    return LlavaForConditionalGeneration(mcfg), proc
+
+# %% ../nbs/14_tiny_model.ipynb #d7447cfd
+def _build_idefics3(cfg:TinyModelConfig, tok):
+    from transformers import (Idefics3Config, Idefics3VisionConfig, Idefics3ForConditionalGeneration, Idefics3Processor,
+        Idefics3ImageProcessorPil)
+    mcfg = Idefics3Config(vision_config=Idefics3VisionConfig(**_vision_kw(cfg)), text_config=_text_config(cfg, tok),
+                          image_token_id=tok.convert_tokens_to_ids("<image>"), scale_factor=2, pad_token_id=tok.pad_token_id)
+    ip = Idefics3ImageProcessorPil(do_image_splitting=False, size={"longest_edge": cfg.image_size},
+                                   max_image_size={"longest_edge": cfg.image_size})
+    seq = (cfg.image_size // cfg.patch_size) ** 2 // 4  # pixel shuffle with scale_factor 2 merges 4 patches into one token
+    proc = Idefics3Processor(image_processor=ip, tokenizer=tok, image_seq_len=seq, chat_template=chat_template("idefics3", cfg.bos_template))
+    return Idefics3ForConditionalGeneration(mcfg), proc
+
+# %% ../nbs/14_tiny_model.ipynb #c0f8973f
 def make_tiny_model(output_dir:str|Path|TinyModelConfig, arch:str="llava", seed:int=0, corpus:list[str]|None=None, **kw) -> Path:
     "Build a random tiny VLM + processor and `save_pretrained` both into `output_dir`; returns the directory."
     import torch
@@ -125,29 +144,12 @@ def make_tiny_model(output_dir:str|Path|TinyModelConfig, arch:str="llava", seed:
     if cfg.arch not in CHAT_TEMPLATES: raise ValueError(f"unknown arch {cfg.arch!r}; choose one of: {', '.join(CHAT_TEMPLATES)}")
     if cfg.corpus_file: corpus = list(corpus or []) + Path(cfg.corpus_file).read_text(encoding="utf-8").splitlines()
     torch.manual_seed(cfg.seed)
-    tok = train_tokenizer(cfg.arch, corpus, cfg.vocab_size)
-    model, proc = _build(cfg, tok)
+    tok = train_tokenizer(cfg.arch, corpus, cfg.vocab_size, add_bos=cfg.bos_template)
+    model, proc = (_build_llava if cfg.arch == "llava" else _build_idefics3)(cfg, tok)
+    model.generation_config.pad_token_id, model.generation_config.eos_token_id = tok.pad_token_id, tok.eos_token_id
     out = Path(cfg.output_dir); out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out); proc.save_pretrained(out)
-    n = sum(p.numel() for p in model.parameters())
-    get_logger("tiny").info("tiny %s VLM with %d parameters saved to %s", cfg.arch, n, out)
-    return out
-
-# %% ../nbs/14_tiny_model.ipynb #fd70e929
-def make_tiny_clip(output_dir:str|Path, seed:int=0, image_size:int=32) -> Path:
-    "Build a random tiny CLIP (+ tokenizer and image processor) and save it to `output_dir`."
-    import torch
-    from transformers import CLIPConfig, CLIPModel, CLIPImageProcessorPil
-    from vlm_it.tiny import train_tokenizer
-    tok = train_tokenizer(vocab_size=512)
-    text = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                max_position_embeddings=64, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=image_size, patch_size=8)
-    torch.manual_seed(seed)
-    model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
-    out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out); tok.save_pretrained(out)
-    CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}).save_pretrained(out)
+    get_logger("tiny").info("tiny %s VLM with %d parameters saved to %s", cfg.arch, sum(p.numel() for p in model.parameters()), out)
     return out
 
 # %% ../nbs/14_tiny_model.ipynb #0a4a5855
@@ -163,6 +165,22 @@ def make_toy_data(folder:str|Path, n:int=8, size:int=64, multi_turn:bool=True) -
         qa = [f"What colour is the {s}?", f"The {s} is {c}."] + (["Is it red?", "Yes." if c == "red" else "No."] if multi_turn and i % 2 else [])
         recs.append(make_record(f"toy-{i}", f"images/{i}.png", turns(*qa), task="conversation"))
     return save_records(recs, folder/"annotations.json")
+
+# %% ../nbs/14_tiny_model.ipynb #e4dd18d8
+def make_tiny_clip(output_dir:str|Path, seed:int=0, image_size:int=32) -> Path:
+    "Build a random tiny CLIP (+ tokenizer and image processor) and save it to `output_dir`."
+    import torch
+    from transformers import CLIPConfig, CLIPModel, CLIPImageProcessorPil
+    tok = train_tokenizer(vocab_size=512)
+    text = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                max_position_embeddings=64, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=image_size, patch_size=8)
+    torch.manual_seed(seed)
+    model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
+    out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out); tok.save_pretrained(out)
+    CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}).save_pretrained(out)
+    return out
 
 # %% ../nbs/14_tiny_model.ipynb #15fe9873
 def qwen25_vl_7b_config():
