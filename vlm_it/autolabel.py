@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from .core import (ANNOTATIONS_FILE, ConfigError, IMAGE_TOKEN, METADATA_FILE, make_record, opt, read_jsonl,
+from .core import (load_image_rows, ANNOTATIONS_FILE, ConfigError, IMAGE_TOKEN, METADATA_FILE, make_record, opt, read_jsonl,
     read_yaml, resolve_image, save_config, stable_id, turns, validate_record, write_json)
 from .client import (BATCH_DISCOUNT, batch_line, chat_result, error_kind, estimate_prompt_tokens, ledger_index,
     model_prices, run_batch, run_chat_requests, token_cost)
@@ -430,7 +430,7 @@ def autolabel(cfg:AutolabelConfig) -> dict:
     "Label the images of `cfg.input` with `cfg.tasks`; writes `annotations.json`, `ledger.jsonl`, `autolabel_summary.json`; returns the summary."
     t0 = time.time()
     inp, out = _check(cfg)
-    all_rows = read_jsonl(inp / METADATA_FILE)
+    all_rows = load_image_rows(inp / METADATA_FILE)
     rows, tasks = all_rows[:cfg.limit] if cfg.limit else all_rows, load_tasks(cfg.custom_tasks)
     names = _task_names(cfg, tasks)
     summary = {"backend": cfg.backend, "mode": cfg.mode, "model": cfg.model if cfg.backend == "openai" else "template",

@@ -16,9 +16,10 @@ __all__ = ['LOGGER_NAME', 'IMAGE_TOKEN', 'HUMAN', 'GPT', 'DTYPE_NAMES', 'METADAT
            'REJECTED_FILE', 'FILTER_REPORT', 'TRAIN_CONFIG_FILE', 'COLOURS', 'COCO_CATEGORIES', 'get_logger',
            'setup_logging', 'progress', 'RecordError', 'make_record', 'turns', 'validate_record', 'resolve_image',
            'make_image_row', 'validate_image_row', 'atomic_write', 'write_json', 'read_json', 'write_jsonl',
-           'append_jsonl', 'read_jsonl', 'to_messages', 'from_messages', 'load_records', 'save_records',
-           'records_to_dataset', 'dataset_to_records', 'stable_id', 'file_sha1', 'ConfigError', 'opt', 'read_yaml',
-           'make_parser', 'load_config', 'config_to_dict', 'save_config', 'torch_dtype', 'adapter_base', 'load_image']
+           'append_jsonl', 'read_jsonl', 'load_image_rows', 'to_messages', 'from_messages', 'load_records',
+           'save_records', 'records_to_dataset', 'dataset_to_records', 'stable_id', 'file_sha1', 'ConfigError', 'opt',
+           'read_yaml', 'make_parser', 'load_config', 'config_to_dict', 'save_config', 'torch_dtype', 'adapter_base',
+           'load_image']
 
 # %% ../nbs/05_core.ipynb #ca4845ce
 LOGGER_NAME = "vlm_it"
@@ -178,6 +179,12 @@ def read_jsonl(path:str|Path, strict:bool=False) -> list[dict]:
             if strict: raise ValueError(f"{path}:{i}: not valid JSON ({e.msg})") from None
             get_logger().warning("%s:%d: skipping a torn or invalid JSON line", path, i)
     return rows
+
+# %% ../nbs/05_core.ipynb #6a39c43c
+def load_image_rows(path:str|Path) -> list[dict]:
+    "The image rows of a `metadata.jsonl`, each checked by `validate_image_row`; errors name the file."
+    try: return [validate_image_row(r) for r in read_jsonl(path, strict=True)]
+    except RecordError as e: raise RecordError(f"{path}: {e}") from None
 
 # %% ../nbs/05_core.ipynb #93549391
 def to_messages(rec:dict) -> dict:

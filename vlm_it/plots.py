@@ -11,7 +11,6 @@ import numpy as np
 from pathlib import Path
 
 from .core import atomic_write, resolve_image
-from .metrics import HEADLINE_METRICS
 
 # %% auto #0
 __all__ = ['save_figure', 'funnel_steps', 'plot_funnel', 'plot_loss', 'plot_metrics', 'plot_gallery']
@@ -106,9 +105,10 @@ def _metric_panel(ax, metric:str, summaries:dict[str, dict]):
     ax.set_title(metric); ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
 
 # %% ../nbs/11_plots.ipynb #2e6f4723
-def plot_metrics(summaries:dict[str, dict], path) -> Path|None:
+def plot_metrics(summaries:dict[str, dict], path, metrics:list[str]|None=None) -> Path|None:
     "Bar charts of the headline metrics, one panel per metric, a bar per model with its confidence interval."
-    metrics = [m for m in HEADLINE_METRICS if any(m in s for s in summaries.values())]
+    # default: the metrics that carry a confidence interval (evaluate gives one to every headline metric), in order
+    metrics = metrics or list(dict.fromkeys(m for s in summaries.values() for m in s.get("ci", {})))
     if not metrics: return None
     cols = min(4, len(metrics)); rows = math.ceil(len(metrics) / cols)
     fig = _figure(3.2 * cols, 2.8 * rows)

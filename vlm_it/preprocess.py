@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
 
-from .core import (ConfigError, METADATA_FILE, PREPROCESS_REPORT, RecordError, atomic_write, get_logger,
+from .core import (make_image_row, ConfigError, METADATA_FILE, PREPROCESS_REPORT, RecordError, atomic_write, get_logger,
     make_record, opt, progress, read_json, read_jsonl, resolve_image, save_config, save_records, stable_id, turns,
     write_json, write_jsonl)
 from .images import (AUGMENTATIONS, BadImage, Fingerprint, IMAGE_EXTS, PIXEL_DISTANCE, _pixel_limit, augment_image, fit_size,
@@ -357,8 +357,8 @@ def _metadata_row(it:dict, r:dict) -> dict:
     sx, sy = r["width"] / r["orig_width"], r["height"] / r["orig_height"]
     objs = [{**o, "bbox": [round(o["bbox"][0] * sx, 2), round(o["bbox"][1] * sy, 2), round(o["bbox"][2] * sx, 2), round(o["bbox"][3] * sy, 2)]}
             for o in it["objects"]]
-    return {"id": Path(r["name"]).stem, "file_name": f"images/{r['name']}", "source_file": it["file_name"], "width": r["width"],
-            "height": r["height"], "captions": clean_captions(it["captions"]), "objects": objs, **it["extra"]}
+    return make_image_row(Path(r["name"]).stem, f"images/{r['name']}", r["width"], r["height"], it["file_name"],
+                          clean_captions(it["captions"]), objs, **it["extra"])
 
 # %% ../nbs/00_preprocess.ipynb #1c2b47ee
 def _augment_all(rows:list[dict], images_dir:Path, cfg:PreprocessConfig, workers:int) -> list[dict]:

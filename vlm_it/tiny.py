@@ -14,7 +14,7 @@ from .core import COCO_CATEGORIES, COLOURS, get_logger, opt
 # %% auto #0
 __all__ = ['SHAPES', 'NUMBERS', 'SPECIAL_TOKENS', 'CHAT_TEMPLATES', 'default_corpus', 'train_tokenizer', 'chat_template',
            'TinyModelConfig', 'make_tiny_model', 'make_toy_data', 'make_tiny_clip', 'qwen25_vl_7b_config',
-           'llava15_7b_config']
+           'llava15_7b_config', 'make_qlora_adapter']
 
 # %% ../nbs/14_tiny_model.ipynb #7d4e2d8f
 SHAPES = ["square", "circle", "triangle", "rectangle", "star", "ellipse"]
@@ -204,3 +204,19 @@ def llava15_7b_config():
                        text_config=LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
                        num_attention_heads=32, num_key_value_heads=32, vocab_size=32064), image_token_id=32000,
                        image_seq_length=576)
+
+# %% ../nbs/14_tiny_model.ipynb #8ced4e70
+def make_qlora_adapter(base, out, seed:int=0, scale:float=0.5) -> Path:
+    "A trained-looking QLoRA adapter of `base` (random LoRA B matrices, so it changes the answers) saved to `out` with its train config."
+    import torch
+    from vlm_it.core import TRAIN_CONFIG_FILE, save_config
+    from vlm_it.models import load_model
+    from vlm_it.train import TrainConfig   # a test fixture: imported here, so tiny itself stays free of the stages
+    cfg = TrainConfig(model_name_or_path=str(base))
+    m, _ = load_model(cfg, checkpointing=False)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for n, p in m.named_parameters():
+            if "lora_B" in n: p.normal_(0, scale)
+    m.save_pretrained(out); save_config(cfg, Path(out)/TRAIN_CONFIG_FILE)
+    return Path(out)
