@@ -15,7 +15,7 @@ from .core import (ANNOTATIONS_FILE, ConfigError, FILTER_REPORT, HUMAN, IMAGE_TO
     stable_id, write_json, write_jsonl)
 from .filter_rules import (check_degenerate, check_format, check_grounding, check_length, check_refusal, failed,
     is_usable, meta_of, normalize, passed, per_record, qa_pairs, skipped)
-from .images import DupLimits, Fingerprint, IMAGE_EXTS, PIXEL_DISTANCE, Pictures, find_twins
+from .images import DupLimits, Fingerprint, IMAGE_EXTS, NearDupIndex, PIXEL_DISTANCE, Pictures, find_twins
 from .models import clip_scores
 from .plots import plot_funnel
 
@@ -124,20 +124,38 @@ def shingles(text:str, n:int) -> set[str]:
 
 # %% ../nbs/02_filter.ipynb #dc21c8cd
 class ImageMatch:
-    "Which kept record has the same image as a new one: the same file, or (scope `image`) the same picture."
-    def __init__(self, records:list, cfg:FilterConfig): self.records, self.cfg, self.pics = records, cfg, _pictures(cfg)
+    "The picture each record shows: the same file, or (scope `image`) a confirmed copy of an earlier picture, shares its id."
+    def __init__(self, records:list, cfg:FilterConfig):
+        self.records, self.cfg, self.pics = records, cfg, _pictures(cfg)
+        # one index of distinct pictures, so a record is compared with the few pictures its hash proposes, not with every record
+        self.near, self.of_path, self.of_record = NearDupIndex(cfg.max_hash_distance), {}, {}
 
     def _path(self, i:int):
         try: return resolve_image(self.cfg.image_root, self.records[i]["image"])
         except (RecordError, TypeError, KeyError): return None
 
-    def first(self, i:int, cands:list[int]) -> tuple[int, str]|None:
-        "`(kept record, how its image relates)` for the first of `cands` with the same image as record `i`."
-        if self.cfg.dedup_scope == "dataset": return (cands[0], "any image") if cands else None
-        rel = self.records[i].get("image")
-        if (j := next((j for j in cands if self.records[j].get("image") == rel), None)) is not None: return j, "same image"
-        hit = self.pics.first_same(self._path(i), [self._path(j) for j in cands]) if cands else None
-        return (cands[hit[0]], f"same picture: hash distance {hit[1]}, pixel distance {hit[2]}") if hit else None
+    def _picture_of(self, path):
+        fp = self.pics.fingerprint(path)
+        hit = None if isinstance(fp, str) else self.near.match(fp, lambda: self.pics.thumb(path), self.pics.thumb, self.cfg.max_pixel_distance)
+        if hit: return self.of_path[hit[0]]
+        if not isinstance(fp, str): self.near.add(fp.hash, fp.mean, path)
+        return path
+
+    def picture(self, i:int):
+        "The picture id of record `i`'s image (every record is one picture under scope `dataset`)."
+        if self.cfg.dedup_scope == "dataset": return "any"
+        if i not in self.of_record:
+            path = self._path(i)
+            if path is not None and path not in self.of_path: self.of_path[path] = self._picture_of(path)
+            self.of_record[i] = self.of_path[path] if path is not None else ("record", i)
+        return self.of_record[i]
+
+    def how(self, i:int, j:int) -> str:
+        "How record `i`'s image relates to that of record `j` (same picture)."
+        if self.cfg.dedup_scope == "dataset": return "any image"
+        if self.records[i].get("image") == self.records[j].get("image"): return "same image"
+        same, d, pd = self.pics.same(self._path(i), self._path(j))
+        return f"same picture: hash distance {d}, pixel distance {pd}" if same else "same picture (through a third copy)"
 
 # %% ../nbs/02_filter.ipynb #d924d222
 def _duplicate_verdict(records:list, hit:tuple[int, str], text:str, similarity:float|None=None) -> dict:
@@ -149,7 +167,7 @@ def _duplicate_verdict(records:list, hit:tuple[int, str], text:str, similarity:f
 
 # %% ../nbs/02_filter.ipynb #0b9652d8
 def check_duplicates(records:list, cfg:FilterConfig, todo:list[bool]) -> list[dict]:
-    "Records whose conversations match (exactly, or by MinHash) about the same image: the first in input order is kept."
+    "Records whose conversations match (exactly, or by MinHash) about the same picture: the first in input order is kept."
     from datasketch import MinHash, MinHashLSH
     if cfg.dedup_scope not in ("dataset", "image"): raise ConfigError(f"dedup_scope={cfg.dedup_scope!r}; choose dataset or image")
     if not 0 < cfg.dedup_threshold <= 1: raise ConfigError(f"dedup_threshold={cfg.dedup_threshold}; give a similarity in (0, 1]")
@@ -160,15 +178,16 @@ def check_duplicates(records:list, cfg:FilterConfig, todo:list[bool]) -> list[di
     for i, (r, t) in enumerate(zip(progress(records, desc="duplicates", leave=False), todo)):
         if not is_usable(r): out.append(skipped("not evaluated")); continue
         text = " ".join(normalize(v["value"]) for v in r["conversations"])
-        key = hashlib.sha1(text.encode()).hexdigest()
-        if hit := match.first(i, exact.get(key, [])): out.append(_duplicate_verdict(records, hit, "exact")); continue
+        key, pic = hashlib.sha1(text.encode()).hexdigest(), match.picture(i)
+        if (j := exact.get((key, pic))) is not None: out.append(_duplicate_verdict(records, (j, match.how(i, j)), "exact")); continue
         mh = MinHash(num_perm=cfg.dedup_num_perm, seed=1, permutations=proto.permutations, scheme=proto.scheme)
         mh.update_batch([s.encode() for s in shingles(text, cfg.dedup_ngram)])
-        sims = {int(j): mh.jaccard(kept_mh[j]) for j in lsh.query(mh)}
-        if hit := match.first(i, sorted(j for j, s in sims.items() if s >= cfg.dedup_threshold)):
-            out.append(_duplicate_verdict(records, hit, "near", sims[hit[0]])); continue
+        same_pic = sorted(int(j) for j in lsh.query(mh) if match.picture(int(j)) == pic)
+        sims = {j: mh.jaccard(kept_mh[j]) for j in same_pic}
+        if near := [j for j in same_pic if sims[j] >= cfg.dedup_threshold]:
+            out.append(_duplicate_verdict(records, (near[0], match.how(i, near[0])), "near", sims[near[0]])); continue
         out.append(passed())
-        if t: exact.setdefault(key, []).append(i); kept_mh[str(i)] = mh; lsh.insert(str(i), mh)
+        if t: exact.setdefault((key, pic), i); kept_mh[i] = mh; lsh.insert(str(i), mh)
     return out
 
 # %% ../nbs/02_filter.ipynb #e67ff739
