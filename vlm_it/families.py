@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .tiny import chat_template, default_corpus, make_tiny_model, train_tokenizer
+from .tiny import bpe_tokenizer, chat_template, default_corpus, make_tiny_model, train_tokenizer
 
 # %% auto #0
 __all__ = ['ONEVISION_TEMPLATE', 'QWEN_SPECIALS', 'QWEN_IMAGE', 'GEMMA_SPECIALS', 'PINPOINTS', 'AYA_SPECIALS', 'AYA_TEMPLATE',
@@ -24,14 +24,8 @@ __all__ = ['ONEVISION_TEMPLATE', 'QWEN_SPECIALS', 'QWEN_IMAGE', 'GEMMA_SPECIALS'
 # %% ../nbs/20_families.ipynb #2189663b
 def family_tokenizer(specials:list[str], named:dict, extra:dict|None=None, vocab_size:int=512, add_bos:str|None=None):
     "A byte-level BPE tokenizer with `specials` first, `named` (bos/eos/pad/unk_token) and `extra` attribute tokens; it prepends `add_bos` if given."
-    from tokenizers import Tokenizer, models, trainers, pre_tokenizers, decoders, processors
     from transformers import PreTrainedTokenizerFast
-    tok = Tokenizer(models.BPE(unk_token=named.get("unk_token")))
-    tok.pre_tokenizer, tok.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(default_corpus(), trainer)
-    if add_bos: tok.post_processor = processors.TemplateProcessing(single=f"{add_bos} $A", special_tokens=[(add_bos, tok.token_to_id(add_bos))])
+    tok = bpe_tokenizer(specials, default_corpus(), vocab_size, named.get("unk_token"), add_bos)
     return PreTrainedTokenizerFast(tokenizer_object=tok, **named, extra_special_tokens=extra or {})
 
 # %% ../nbs/20_families.ipynb #0876d660

@@ -12,9 +12,9 @@ from pathlib import Path
 from .core import COCO_CATEGORIES, COLOURS, get_logger, opt
 
 # %% auto #0
-__all__ = ['SHAPES', 'NUMBERS', 'SPECIAL_TOKENS', 'CHAT_TEMPLATES', 'default_corpus', 'train_tokenizer', 'chat_template',
-           'TinyModelConfig', 'make_tiny_model', 'make_toy_data', 'make_tiny_clip', 'qwen25_vl_7b_config',
-           'llava15_7b_config', 'make_qlora_adapter']
+__all__ = ['SHAPES', 'NUMBERS', 'SPECIAL_TOKENS', 'CHAT_TEMPLATES', 'default_corpus', 'bpe_tokenizer', 'train_tokenizer',
+           'chat_template', 'TinyModelConfig', 'make_tiny_model', 'make_toy_data', 'make_tiny_clip',
+           'qwen25_vl_7b_config', 'llava15_7b_config', 'make_qlora_adapter']
 
 # %% ../nbs/14_tiny_model.ipynb #7d4e2d8f
 SHAPES = ["square", "circle", "triangle", "rectangle", "star", "ellipse"]
@@ -51,17 +51,22 @@ def _hf_tokenizer(tok, arch:str):
         pad_token="<pad>", extra_special_tokens={"image_token": "<image>", "fake_image_token": "<fake_token_around_image>",
         "global_image_token": "<global-img>", "end_of_utterance_token": "<end_of_utterance>"})
 
+# %% ../nbs/14_tiny_model.ipynb #f07b4889
+def bpe_tokenizer(specials:list[str], corpus:list[str], vocab_size:int, unk_token:str|None="<unk>", bos:str|None=None):
+    "A byte-level BPE `tokenizers.Tokenizer` trained on `corpus`, `specials` first; it prepends `bos` to every text if given."
+    from tokenizers import Tokenizer, models, trainers, pre_tokenizers, decoders, processors
+    tok = Tokenizer(models.BPE(unk_token=unk_token))
+    tok.pre_tokenizer, tok.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(corpus, trainer)
+    if bos: tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", special_tokens=[(bos, tok.token_to_id(bos))])
+    return tok
+
 # %% ../nbs/14_tiny_model.ipynb #815adf73
 def train_tokenizer(arch:str="llava", corpus:list[str]|None=None, vocab_size:int=1024, add_bos:bool=False):
     "A byte-level BPE `PreTrainedTokenizerFast` with the special tokens `arch` needs (adding `<s>` first if `add_bos`)."
-    from tokenizers import Tokenizer, models, trainers, pre_tokenizers, decoders, processors
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS[arch], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(default_corpus() + list(corpus or []), trainer)
-    if add_bos: tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
+    tok = bpe_tokenizer(SPECIAL_TOKENS[arch], default_corpus() + list(corpus or []), vocab_size, bos="<s>" if add_bos else None)
     return _hf_tokenizer(tok, arch)
 
 # %% ../nbs/14_tiny_model.ipynb #c68ca8de
