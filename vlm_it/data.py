@@ -6,7 +6,7 @@ Docs: https://vlm-it.github.io/vlm-it/data.html.md"""
 
 # %% ../nbs/10_data.ipynb #b12a2035
 from __future__ import annotations
-import html, os
+import html, inspect, os, re
 from pathlib import Path
 
 from .core import RecordError, get_logger, load_image, progress, resolve_image, to_messages
@@ -15,22 +15,56 @@ from .models import needs_special_tokens
 log = get_logger("data")
 
 # %% auto #0
-__all__ = ['log', 'render_with_spans', 'token_labels', 'image_token_id', 'prepare_record', 'prepare_rows', 'VLMCollator',
-           'trained_runs', 'render_labels', 'to_ansi', 'to_html', 'sample_text']
+__all__ = ['log', 'GENERATION_TAG', 'render_with_spans', 'token_labels', 'image_token_id', 'is_prefix_lm', 'prefix_lm_parts',
+           'prepare_record', 'prepare_rows', 'VLMCollator', 'trained_runs', 'render_labels', 'to_ansi', 'to_html',
+           'sample_text', 'expanded_image_ids']
 
 # %% ../nbs/10_data.ipynb #5bca0c65
+GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
+
+def _generation_spans(processor, messages:list[dict], full:str) -> list[tuple[int, int]]|None:
+    "Spans of the template's own `{% generation %}` blocks; None when it has none or renders differently than the processor."
+    tmpl = getattr(processor, "chat_template", None)
+    if not isinstance(tmpl, str) or not GENERATION_TAG.search(tmpl): return None
+    from transformers.utils.chat_template_utils import render_jinja_template
+    tok = getattr(processor, "tokenizer", processor)
+    texts, spans = render_jinja_template([messages], chat_template=tmpl, return_assistant_tokens_mask=True, **tok.special_tokens_map)
+    return [tuple(s) for s in spans[0]] if texts[0] == full else None
+
+
+# %% ../nbs/10_data.ipynb #d1b40e42
+def _text_of(message:dict) -> str:
+    c = message["content"]
+    return c if isinstance(c, str) else "\n".join(p["text"] for p in c if p.get("type") == "text")
+
+def _answer_start(processor, messages:list[dict], i:int, render) -> int:
+    "Where turn `i`'s answer starts: right after the generation prompt, or (when the template writes the assistant header "
+    "differently in history than in the prompt) where the answer's own text begins after the history."
+    prompt, upto = render(messages[:i], True), render(messages[:i + 1], False)
+    if upto.startswith(prompt): return len(prompt)
+    prior, answer = render(messages[:i], False), _text_of(messages[i]).strip()
+    k = upto.find(answer, len(prior)) if answer and upto.startswith(prior) else -1
+    if k < 0:
+        raise ValueError(f"{type(processor).__name__}: its chat template writes the assistant header of turn {i} differently in "
+                         "history than in the generation prompt, and the answer text cannot be found after it; add "
+                         "{% generation %} blocks to the template so the trained tokens are marked")
+    return k
+
 def render_with_spans(processor, messages:list[dict]) -> tuple[str, list[tuple[int, int]]]:
     "The chat-template text of `messages` and the `(start, end)` character spans of the assistant turns in it."
     render = lambda msgs, gen: processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
-    full, spans = render(messages, False), []
+    full = render(messages, False)
+    if (tagged := _generation_spans(processor, messages, full)) is not None: return full, tagged
+    spans = []
     for i, m in enumerate(messages):
         if m["role"] != "assistant": continue
-        prompt, upto = render(messages[:i], True), render(messages[:i + 1], False)
+        upto = render(messages[:i + 1], False)
         if not full.startswith(upto):
             raise ValueError(f"the chat template renders turn {i} differently once later turns follow; "
                              "labels cannot be derived from it (is it a template that rewrites history?)")
-        spans.append((len(os.path.commonprefix([prompt, upto])), len(upto.rstrip())))
+        spans.append((_answer_start(processor, messages, i, render), len(upto.rstrip())))
     return full, spans
+
 
 # %% ../nbs/10_data.ipynb #3f7b823a
 def token_labels(tokenizer, text:str, spans:list[tuple[int, int]]) -> tuple[list[int], list[int]]:
@@ -99,16 +133,43 @@ def _trained_within(rid:str, tail_labels:list[int], image_end:int, max_length:in
                           else "found by the chat template") + "; nothing would be trained")
     return n_trained
 
+# %% ../nbs/10_data.ipynb #14601d5e
+def is_prefix_lm(processor) -> bool:
+    "Whether the processor takes the answer apart as `suffix` (PaliGemma): the prompt is a bidirectional prefix, the answer causal."
+    return "suffix" in inspect.signature(type(processor).__call__).parameters
+
+# %% ../nbs/10_data.ipynb #abc37019
+def prefix_lm_parts(rid:str, processor, messages:list[dict]) -> tuple[str, str]:
+    "`(prompt, answer)` of a one-question record for a prefix-LM processor; `RecordError` for any other shape."
+    if [m["role"] for m in messages] != ["user", "assistant"]:
+        raise RecordError(f"record {rid!r}: {type(processor).__name__} trains one question and one answer per sample (the question "
+                          f"is a bidirectional prefix, the answer its causal suffix), and this record has {len(messages)} turns; "
+                          "split it into one record per question")
+    return processor.apply_chat_template(messages[:1], tokenize=False, add_generation_prompt=True), _text_of(messages[1]).strip()
+
+def _prefix_lm_ids(processor, prompt:str, answer:str, size:tuple[int, int]) -> tuple[list[int], list[int]]:
+    "Ids as the processor writes them (on a blank image of the record's size) and labels on the suffix: the answer and its EOS."
+    from PIL import Image
+    out = processor(text=[prompt], images=[[Image.new("RGB", size)]], suffix=[answer], return_tensors="pt")
+    ids = out["input_ids"][0].tolist()
+    return ids, [t if tt == 1 else -100 for t, tt in zip(ids, out["token_type_ids"][0].tolist())]
+
 # %% ../nbs/10_data.ipynb #21251e52
 def prepare_record(rec:dict, processor, image_root:str|Path, max_length:int, image_tokens=None) -> dict:
     "One dataset row for `rec` (rendered text, tail ids/labels, length); raises `RecordError` naming the record if unusable."
     path, size = _record_image(rec, image_root)
-    text, spans = render_with_spans(processor, to_messages(rec)["messages"])
-    ids, labels = token_labels(processor.tokenizer, text, spans)
+    messages, suffix = to_messages(rec)["messages"], None
+    if is_prefix_lm(processor):  # the processor expands the image itself: its ids are the full sample
+        text, suffix = prefix_lm_parts(rec["id"], processor, messages)
+        ids, labels = _prefix_lm_ids(processor, text, suffix, size)
+        length = len(ids)
+    else:
+        text, spans = render_with_spans(processor, messages)
+        ids, labels = token_labels(processor.tokenizer, text, spans)
+        length = len(ids) + (image_tokens or _ImageTokens(processor))(size)
     tail_ids, tail_labels = _tail(rec["id"], ids, labels, image_token_id(processor))
-    length = len(ids) + (image_tokens or _ImageTokens(processor))(size)
     n_trained = _trained_within(rec["id"], tail_labels, length - len(tail_ids), max_length)
-    return {"id": rec["id"], "image": str(path), "text": text, "tail_ids": tail_ids, "tail_labels": tail_labels,
+    return {"id": rec["id"], "image": str(path), "text": text, "suffix": suffix, "tail_ids": tail_ids, "tail_labels": tail_labels,
             "length": min(length, max_length), "full_length": length, "n_trained": n_trained}
 
 # %% ../nbs/10_data.ipynb #3a491ac7
@@ -145,8 +206,9 @@ class VLMCollator:
         processor.tokenizer.padding_side = "right"
     def __call__(self, rows:list[dict]) -> dict:
         import torch
+        suffix = {"suffix": [r["suffix"] for r in rows]} if rows[0].get("suffix") is not None else {}  # prefix-LM processors
         batch = dict(self.processor(text=[r["text"] for r in rows], images=[[load_image(r["image"])] for r in rows],
-                                    padding=True, return_tensors="pt",
+                                    padding=True, return_tensors="pt", **suffix,
                                     add_special_tokens=needs_special_tokens(self.processor.tokenizer, rows[0]["text"])))
         labels, shape, n = _tail_labels(batch["input_ids"], batch["attention_mask"], rows), batch["input_ids"].shape, self.max_length
         if shape[1] > n: batch = {k: v[:, :n] if torch.is_tensor(v) and v.shape[:2] == shape else v for k, v in batch.items()}
@@ -162,14 +224,17 @@ def trained_runs(labels) -> list[list[int]]:
     return runs
 
 # %% ../nbs/10_data.ipynb #a78199e3
-def render_labels(tokenizer, input_ids, labels, image_id:int|None=None) -> list[tuple[str, bool]]:
-    "`(text, trained)` pieces of one sample, runs of image tokens collapsed to `<image>xN`."
-    pieces, ids, labs = [], list(map(int, input_ids)), list(map(int, labels))
+def _id_set(image_id) -> set[int]:
+    return set() if image_id is None else {image_id} if isinstance(image_id, int) else set(image_id)
+
+def render_labels(tokenizer, input_ids, labels, image_id:int|set|None=None) -> list[tuple[str, bool]]:
+    "`(text, trained)` pieces of one sample, runs of image tokens (`image_id`: one id or a set) collapsed to `<image>xN`."
+    pieces, ids, labs, image = [], list(map(int, input_ids)), list(map(int, labels)), _id_set(image_id)
     i = 0
     while i < len(ids):
-        if ids[i] == image_id:
+        if ids[i] in image:
             j = i
-            while j < len(ids) and ids[j] == image_id: j += 1
+            while j < len(ids) and ids[j] in image: j += 1
             pieces.append((f"<image>x{j - i}", False)); i = j; continue
         pieces.append((tokenizer.decode([ids[i]]), labs[i] != -100)); i += 1
     return pieces
@@ -188,8 +253,16 @@ def to_html(pieces, title:str="") -> str:
             f"<h3>{html.escape(title)}</h3><p>green: trained tokens (labels); grey: prompt, image and padding (-100)</p><pre>{body}</pre>")
 
 # %% ../nbs/10_data.ipynb #c187c580
-def sample_text(tokenizer, input_ids, image_id:int|None=None) -> str:
-    "The decoded sample, each run of image tokens collapsed to `<image>xN`."
+def sample_text(tokenizer, input_ids, image_id:int|set|None=None) -> str:
+    "The decoded sample, each run of image tokens (`image_id`: one id or a set) collapsed to `<image>xN`."
     from itertools import groupby
-    runs = ((is_image, list(g)) for is_image, g in groupby(map(int, input_ids), key=lambda t: t == image_id))
+    image = _id_set(image_id)
+    runs = ((is_image, list(g)) for is_image, g in groupby(map(int, input_ids), key=lambda t: t in image))
     return "".join(f"<image>x{len(g)}" if is_image else tokenizer.decode(g) for is_image, g in runs)
+
+# %% ../nbs/10_data.ipynb #459d6986
+def expanded_image_ids(processor, config=None) -> set[int]:
+    "Ids of the tokens the processor repeats for an image: the model config's image token ids when `config` is given, else the placeholder's."
+    parts = [config, getattr(config, "vision_config", None)] if config is not None else []
+    ids = {getattr(c, k, None) for c in parts if c is not None for k in ("image_token_id", "image_token_index")}
+    return {i for i in ids if isinstance(i, int)} or {image_token_id(processor)}

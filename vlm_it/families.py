@@ -380,11 +380,12 @@ class Family:
     bos: bool = False  # every sample starts with exactly one BOS
     lead: str = ""     # written by the template before each answer, and trained with it
     seed: int = 0
+    one_question: bool = False  # a prefix-LM: one question and its answer per sample
 
 # %% ../nbs/20_families.ipynb #972c6c56
 FAMILIES = {
     "llava": Family("LLaVA-1.5"), "qwen2_5_vl": Family("Qwen2.5-VL", build_qwen2_5_vl), "gemma3": Family("Gemma 3", build_gemma3, bos=True),
-    "paligemma": Family("PaliGemma", build_paligemma, bos=True), "idefics3": Family("Idefics3", lead=" "),
+    "paligemma": Family("PaliGemma", build_paligemma, bos=True, one_question=True), "idefics3": Family("Idefics3", lead=" "),
     "qwen2_vl": Family("Qwen2-VL", build_qwen2_vl), "qwen3_vl": Family("Qwen3-VL", build_qwen3_vl),
     "smolvlm": Family("SmolVLM", build_smolvlm, lead=" "), "llava_next": Family("LLaVA-NeXT", build_llava_next),
     "llava_onevision": Family("LLaVA-OneVision", build_llava_onevision), "internvl": Family("InternVL", build_internvl),

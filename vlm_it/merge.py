@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .core import ConfigError, adapter_base, get_logger, opt, torch_dtype, write_json
-from .models import adapter_method, is_adapter_dir, load_pretrained, processor_inputs
+from .models import adapter_method, is_adapter_dir, load_pretrained, load_processor, processor_inputs
 
 log = get_logger("merge")
 
@@ -93,10 +93,9 @@ def merge(cfg:MergeConfig) -> Path:
     "Merge the LoRA adapter of `cfg.adapter` into its base, save it with the processor to `cfg.output`, and verify it."
     import torch
     from peft import PeftModel
-    from transformers import AutoProcessor
     adapter, out, base = _merge_paths(cfg)
     dtype, device = "auto" if cfg.dtype == "auto" else torch_dtype(cfg.dtype), "cuda" if torch.cuda.is_available() else None
-    processor = AutoProcessor.from_pretrained(adapter if (adapter/"processor_config.json").exists() else base)
+    processor = load_processor(base, adapter)
     model, dequantized = _load_base(base, dtype, adapter, cfg.dequantize, device)
     model, probe = PeftModel.from_pretrained(model, adapter), probe_inputs(processor)
     with_adapter = _logits(model, probe)

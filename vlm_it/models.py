@@ -13,10 +13,10 @@ from pathlib import Path
 from .core import TRAIN_CONFIG_FILE, ConfigError, adapter_base, load_image, progress, resolve_image, to_messages, torch_dtype
 
 # %% auto #0
-__all__ = ['METHODS', 'QLORA_BASES', 'auto_model_class', 'meta_model', 'model_parts', 'lora_targets', 'quantization_config',
-           'load_pretrained', 'load_model', 'describe_model', 'pick_device', 'is_adapter_dir', 'adapter_method',
-           'base_weights', 'load_vlm', 'needs_special_tokens', 'processor_inputs', 'generate_answers', 'load_clip',
-           'clip_scores']
+__all__ = ['METHODS', 'QLORA_BASES', 'auto_model_class', 'meta_model', 'model_parts', 'lora_targets', 'unquantised_modules',
+           'quantization_config', 'load_pretrained', 'load_processor', 'load_model', 'describe_model', 'pick_device',
+           'is_adapter_dir', 'adapter_method', 'base_weights', 'load_vlm', 'needs_special_tokens', 'processor_inputs',
+           'generate_answers', 'load_clip', 'clip_scores']
 
 # %% ../nbs/09_models.ipynb #60dbc074
 def auto_model_class(config):
@@ -39,8 +39,18 @@ def meta_model(source):
 METHODS = ("qlora", "lora", "full")
 
 # %% ../nbs/09_models.ipynb #8d96aee1
-_VISION = re.compile(r"vision|visual|image_encoder|vit")
-_PROJ = re.compile(r"projector|connector|merger|aligner|adapter")
+_VISION = re.compile(r"vision|visual|image_encoder|vit|img_processor|audio")  # the encoders of images (and audio)
+_PROJ = re.compile(r"projector|connector|merger|aligner|adapter|projection")
+
+def _nested_parts(model, lm:str) -> tuple[list[str], list[str]]:
+    "Encoders and projectors inside the language model itself, beside its layers (Phi-4-multimodal's `embed_tokens_extend`)."
+    vision, proj = [], []
+    for n, _ in model.get_submodule(lm).named_modules():
+        full, leaf = f"{lm}.{n}", n.rsplit(".", 1)[-1]
+        if not n or n.split(".")[0] == "layers" or any(full.startswith(p + ".") for p in vision + proj): continue
+        if _VISION.search(leaf): vision.append(full)
+        elif _PROJ.search(leaf): proj.append(full)
+    return vision, proj
 
 def model_parts(model) -> dict:
     "Full module names of the language model, vision tower(s) and projector(s) of a VLM."
@@ -48,11 +58,11 @@ def model_parts(model) -> dict:
     lm = names[id(model.get_input_embeddings())].rsplit(".", 1)[0]
     parent = lm.rsplit(".", 1)[0] if "." in lm else ""
     root = model.get_submodule(parent) if parent else model
-    pre = f"{parent}." if parent else ""
-    vision, proj = [], []
+    pre, head = f"{parent}." if parent else "", model.get_output_embeddings()
+    vision, proj = _nested_parts(model, lm)
     for n, m in root.named_children():
         full = pre + n
-        if full == lm or not any(True for _ in m.parameters()): continue
+        if full == lm or m is head or not any(True for _ in m.parameters()): continue
         (vision if _VISION.search(n) else proj).append(full)
         if _VISION.search(n): proj += [f"{full}.{c}" for c, _ in m.named_children() if _PROJ.search(c)]
     return {"language": lm, "vision": vision, "projector": proj}
@@ -62,7 +72,7 @@ def _linear_names(model, prefixes:list[str], exclude:list[str]=()) -> set[str]:
     import torch
     out = set()
     for n, m in model.named_modules():
-        if isinstance(m, torch.nn.Linear) and any(n.startswith(p + ".") for p in prefixes) and not any(n.startswith(e + ".") for e in exclude):
+        if isinstance(m, torch.nn.Linear) and any(n.startswith(p + ".") for p in prefixes) and not any(n == e or n.startswith(e + ".") for e in exclude):
             out.add(n.rsplit(".", 1)[-1])
     return out
 
@@ -73,19 +83,28 @@ def lora_targets(model, cfg) -> tuple[str, list[str]]:
     if cfg.lora_target_modules: target = cfg.lora_target_modules
     else:
         prefixes = [parts["language"]] + (parts["vision"] if cfg.lora_vision_tower else [])
-        leaves = _linear_names(model, prefixes, exclude=parts["projector"])
+        off = parts["projector"] + ([] if cfg.lora_vision_tower else parts["vision"])  # also when nested in the language model
+        leaves = _linear_names(model, prefixes, exclude=off)
         if not leaves: raise ValueError(f"no linear layers found under {prefixes}")
         target = rf"^(?:{'|'.join(map(re.escape, prefixes))})\..*\.(?:{'|'.join(sorted(leaves))})$"
-        if parts["projector"] and cfg.lora_vision_tower:  # keep LoRA off a projector nested in the vision tower
-            target = rf"^(?!(?:{'|'.join(map(re.escape, parts['projector']))})\.)" + target[1:]
+        if off: target = rf"^(?!(?:{'|'.join(map(re.escape, off))})(?:\.|$))" + target[1:]
     save = [p.rsplit(".", 1)[-1] for p in parts["projector"]] if cfg.train_projector else []
     return target, save
 
 # %% ../nbs/09_models.ipynb #4d0676aa
+def unquantised_modules(model) -> list[str]:
+    "Modules QLoRA keeps in full precision: `lm_head`, the projectors, and linear patch embeddings of the vision towers."
+    import torch
+    parts = model_parts(model)
+    # a vision tower casts its pixels to its patch embedding's dtype (Siglip2 in LFM2-VL): a 4-bit one would make them uint8
+    patch = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and "embed" in n.rsplit(".", 1)[-1]
+             and any(n.startswith(v + ".") for v in parts["vision"])]
+    return ["lm_head"] + parts["projector"] + patch
+
 def quantization_config(source, compute_dtype):
-    "The 4-bit NF4 `BitsAndBytesConfig` for the model of `source` (path, hub id or config): double-quantised, `lm_head` and projector kept."
+    "The 4-bit NF4 `BitsAndBytesConfig` for the model of `source` (path, hub id or config): double-quantised, `unquantised_modules` kept."
     from transformers import BitsAndBytesConfig
-    skip = ["lm_head"] + model_parts(meta_model(source))["projector"]  # full names: matched from the start of module names
+    skip = unquantised_modules(meta_model(source))  # full names: matched from the start of module names
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                               bnb_4bit_compute_dtype=compute_dtype, llm_int8_skip_modules=skip)
 
@@ -95,6 +114,16 @@ def _placement(device, four_bit:bool) -> dict:
     import torch
     if not (four_bit and device and str(device).startswith("cuda")): return {}
     return {"device_map": {"": torch.device(device).index or 0}}
+
+# %% ../nbs/09_models.ipynb #1fc00245
+def _cpu_repack_off(model):
+    "Keep bitsandbytes from repacking 4-bit layers for its AVX512-BF16 CPU kernel, so 4-bit results do not depend on the CPU."
+    # bitsandbytes 0.50 repacks on the first eval forward on such CPUs: its kernel rounds differently from the training
+    # path (greedy answers of the same adapter then differ from the merged model's), and it fails on layers whose input
+    # width is not a multiple of the quantisation block (`shape '[32, 0]' is invalid`), which tiny models have
+    for m in model.modules():
+        if hasattr(m, "support_avx512bf16_for_cpu"): m.support_avx512bf16_for_cpu = False
+    return model
 
 # %% ../nbs/09_models.ipynb #36281eec
 def load_pretrained(source, dtype="auto", four_bit:bool=False, dequantize:bool=False, device:str|None=None):
@@ -107,8 +136,20 @@ def load_pretrained(source, dtype="auto", four_bit:bool=False, dequantize:bool=F
         kw = {"quantization_config": quantization_config(config, dtype), **_placement(device, True)}
     model = auto_model_class(config).from_pretrained(source, dtype=dtype, **kw)
     if dequantize: model.dequantize(); model = model.to(dtype)
+    elif quantize: _cpu_repack_off(model)
     if device and not (quantize and not dequantize): model = model.to(device)
     return model
+
+# %% ../nbs/09_models.ipynb #43fb5cd5
+def load_processor(source, adapter=None):
+    "The processor at `source` (or at `adapter`, when training saved it there), with its tokenizer's chat template if it has none of its own."
+    from transformers import AutoProcessor
+    # the train stage saves the processor beside the adapter: it may carry a changed template
+    saved = adapter is not None and any((Path(adapter)/f).is_file() for f in ("processor_config.json", "tokenizer_config.json"))
+    processor = AutoProcessor.from_pretrained(adapter if saved else source)
+    tok = getattr(processor, "tokenizer", None)
+    if not getattr(processor, "chat_template", None) and getattr(tok, "chat_template", None): processor.chat_template = tok.chat_template
+    return processor
 
 # %% ../nbs/09_models.ipynb #2789317e
 def _checkpointing_on(model, input_grads:bool=True):
@@ -142,13 +183,12 @@ def _add_lora(model, cfg):
 def load_model(cfg, checkpointing:bool|None=None, weights:str|None=None):
     "The model of `cfg.model_name_or_path` (weights from `weights` if given) prepared for `cfg.method`, and its processor."
     import torch
-    from transformers import AutoProcessor
     if cfg.method not in METHODS: raise ConfigError(f"method {cfg.method!r} is not one of {', '.join(METHODS)}")
     qlora = cfg.method == "qlora"
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if qlora and torch.cuda.is_available() else None
     model = load_pretrained(weights or cfg.model_name_or_path, torch.float32 if cfg.method == "full" else torch_dtype(cfg.dtype),
                             four_bit=qlora, device=device)
-    processor = AutoProcessor.from_pretrained(cfg.model_name_or_path)
+    processor = load_processor(cfg.model_name_or_path)
     checkpointing = qlora if checkpointing is None else checkpointing
     if cfg.method == "full":
         if checkpointing: _checkpointing_on(model, input_grads=False)
@@ -193,16 +233,9 @@ def base_weights(adapter=None, qlora_base:str="4bit") -> str:
     if qlora_base not in QLORA_BASES: raise ConfigError(f"qlora_base must be one of {', '.join(QLORA_BASES)}, got {qlora_base!r}")
     return qlora_base if adapter is not None and adapter_method(adapter) == "qlora" else "as saved"
 
-# %% ../nbs/09_models.ipynb #618b7ad1
-def _processor_source(model:str, adapter) -> str:
-    "The adapter directory when the train stage saved the processor there (it may have a changed template), else the base."
-    saved = adapter is not None and any((Path(adapter) / f).is_file() for f in ("processor_config.json", "tokenizer_config.json"))
-    return adapter if saved else model
-
 # %% ../nbs/09_models.ipynb #feaf5675
 def load_vlm(model:str|None, adapter:str|None=None, device:str="auto", dtype:str="auto", qlora_base:str="4bit"):
     "`(model, processor)` for a model directory, plus a PEFT adapter if given (its base read from the adapter when `model` is None)."
-    from transformers import AutoProcessor
     if adapter is not None and not is_adapter_dir(adapter):
         raise FileNotFoundError(f"adapter {str(adapter)!r} has no adapter_config.json: pass a directory saved by PEFT (the train stage's output)")
     if model is None and adapter is not None: model = adapter_base(adapter)
@@ -212,7 +245,7 @@ def load_vlm(model:str|None, adapter:str|None=None, device:str="auto", dtype:str
     if adapter is not None:
         from peft import PeftModel
         m = PeftModel.from_pretrained(m, adapter)
-    return m.eval(), AutoProcessor.from_pretrained(_processor_source(model, adapter))
+    return m.eval(), load_processor(model, adapter)
 
 # %% ../nbs/09_models.ipynb #17561b36
 def _prompt(processor, item:dict) -> str:

@@ -12,8 +12,8 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from .core import ConfigError, RecordError, atomic_write, load_records, opt, write_json
-from .models import meta_model, lora_targets, model_parts
-from .data import VLMCollator, image_token_id, prepare_rows, render_labels, sample_text, to_ansi, to_html, trained_runs
+from .models import load_processor, meta_model, lora_targets, model_parts, unquantised_modules
+from .data import VLMCollator, expanded_image_ids, prepare_rows, render_labels, sample_text, to_ansi, to_html, trained_runs
 from .train import TrainConfig, check_config, use_checkpointing
 
 # %% auto #0
@@ -41,13 +41,13 @@ def count_params(meta_model, cfg:TrainConfig) -> dict:
     import torch
     parts, (target, _) = model_parts(meta_model), lora_targets(meta_model, cfg)
     under = lambda n, ps: any(n == p or n.startswith(p + ".") for p in ps)
-    head = {id(p) for p in meta_model.get_output_embeddings().parameters()}
+    head, kept = {id(p) for p in meta_model.get_output_embeddings().parameters()}, unquantised_modules(meta_model)
     quant = other = lora = proj = lora_inputs = 0
     for name, mod in meta_model.named_modules():
         own = sum(p.numel() for p in mod.parameters(recurse=False))
         if not own: continue
         is_proj = under(name, parts["projector"])
-        if isinstance(mod, torch.nn.Linear) and type(mod).__name__ != "NonDynamicallyQuantizableLinear" and not is_proj and not any(id(p) in head for p in mod.parameters()) \
+        if isinstance(mod, torch.nn.Linear) and type(mod).__name__ != "NonDynamicallyQuantizableLinear" and not under(name, kept) and not any(id(p) in head for p in mod.parameters()) \
            and under(name, [parts["language"]] + parts["vision"]):
             quant += mod.weight.numel(); other += own - mod.weight.numel()
         else: other += own
@@ -120,7 +120,9 @@ def estimate_run(cfg:TrainConfig, args, rows, collate, act_bytes:int=2) -> dict:
     "`estimate_memory` for training on `rows` with `args`: batch, longest sample, image patches and checkpointing as the run will have them."
     meta = meta_model(cfg.model_name_or_path)
     vcfg = getattr(meta.config, "vision_config", None)
-    per_image = _patches(collate([rows[0]]).get("pixel_values"), _cfg_get(vcfg, "patch_size", default=14) if vcfg else 14)
+    one = collate([rows[0]])
+    pixels = next((one[k] for k in ("pixel_values", "image_pixel_values") if k in one), None)  # Phi-4-multimodal: image_pixel_values
+    per_image = _patches(pixels, _cfg_get(vcfg, "patch_size", default=14) if vcfg else 14)
     bs, seq, checkpointing = args.per_device_train_batch_size, max(r["length"] for r in rows), use_checkpointing(cfg, args)
     mem = estimate_memory(meta, cfg, bs, seq, bs * per_image, checkpointing, act_bytes=act_bytes)
     return {**mem, "seq_len": seq, "activation_checkpointing": checkpointing}
@@ -146,9 +148,9 @@ def _checked_rows(cfg:TrainConfig, processor, n_samples:int=0) -> tuple[list[dic
     return records, rows, bad
 
 # %% ../nbs/12_preflight.ipynb #6240908e
-def preflight_samples(processor, rows:list[dict], batch) -> list[dict]:
+def preflight_samples(processor, rows:list[dict], batch, config=None) -> list[dict]:
     "`{id, text, trained}` per sample of `batch`: the decoded input (image runs collapsed) and the decoded runs of trained tokens."
-    tok, img, out = processor.tokenizer, image_token_id(processor), []
+    tok, img, out = processor.tokenizer, expanded_image_ids(processor, config), []
     for i, r in enumerate(rows[:len(batch["input_ids"])]):
         real = batch["attention_mask"][i] == 1
         out.append({"id": r["id"], "text": sample_text(tok, batch["input_ids"][i][real], img),
@@ -156,9 +158,9 @@ def preflight_samples(processor, rows:list[dict], batch) -> list[dict]:
     return out
 
 # %% ../nbs/12_preflight.ipynb #3c80595d
-def _show_samples(processor, rows:list[dict], batch, html_path:Path):
+def _show_samples(processor, rows:list[dict], batch, html_path:Path, config=None):
     "Print the samples of `batch` with their trained tokens highlighted, and write them as HTML to `html_path`."
-    img, pieces = image_token_id(processor), []
+    img, pieces = expanded_image_ids(processor, config), []
     for i, r in enumerate(rows[:len(batch["input_ids"])]):
         real = batch["attention_mask"][i] == 1
         pieces.append(render_labels(processor.tokenizer, batch["input_ids"][i][real], batch["labels"][i][real], img))
@@ -191,19 +193,20 @@ def _print_report(r:dict):
 # %% ../nbs/12_preflight.ipynb #e32b5317
 def preflight(cfg:TrainConfig, args=None, opts:PreflightConfig|None=None) -> dict:
     "Check data, labels and lengths, render samples, and estimate peak GPU memory for `opts.gpu`; returns the report."
-    from transformers import AutoProcessor, TrainingArguments
+    from transformers import AutoConfig, TrainingArguments
     check_config(cfg)
     args, opts = args or TrainingArguments(output_dir="trainer_output"), opts or PreflightConfig()
     if opts.gpu not in GPUS: raise ConfigError(f"gpu {opts.gpu!r} is not one of {', '.join(GPUS)}")
-    processor = AutoProcessor.from_pretrained(cfg.model_name_or_path)
+    processor = load_processor(cfg.model_name_or_path)
     records, rows, bad = _checked_rows(cfg, processor, opts.n_samples)
     collate = VLMCollator(processor, cfg.max_length)
     batch = collate(rows[:max(1, opts.show)])
     html_path = Path(opts.html) if opts.html else Path(args.output_dir)/PREFLIGHT_HTML
-    _show_samples(processor, rows, batch, html_path)
+    config = AutoConfig.from_pretrained(cfg.model_name_or_path)
+    _show_samples(processor, rows, batch, html_path, config)
     masks_ok = bool(((batch["labels"] != -100).sum(1) > 0).all())
     report = _report(cfg, args, opts, records, rows, bad, masks_ok, estimate_run(cfg, args, rows, collate))
-    report = {**report, "html": str(html_path), "samples": preflight_samples(processor, rows, batch)}
+    report = {**report, "html": str(html_path), "samples": preflight_samples(processor, rows, batch, config)}
     write_json(report, Path(args.output_dir)/PREFLIGHT_REPORT)
     _print_report(report)
     return report

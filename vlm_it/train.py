@@ -14,7 +14,7 @@ from transformers import Trainer, TrainerCallback
 from .core import (GPT, TRAIN_CONFIG_FILE, ConfigError, RecordError, append_jsonl, get_logger, load_records, opt,
     read_json, read_jsonl, save_config, write_json, write_jsonl)
 from .metrics import exact_match
-from .models import METHODS, describe_model, generate_answers, load_model
+from .models import METHODS, describe_model, generate_answers, load_model, load_processor
 from .plots import plot_loss
 from .data import VLMCollator, prepare_rows
 
@@ -205,12 +205,11 @@ def _finish(trainer, out:Path, summary:dict, result, seconds:float):
 # %% ../nbs/03_train.ipynb #fae12740
 def train(cfg:TrainConfig, args=None, *, score_fn=None, callbacks:list|None=None) -> Path:
     "Fine-tune `cfg.model_name_or_path` on `cfg.input` with a copy of `args` (`TrainingArguments`); returns the output directory."
-    from transformers import AutoProcessor
     check_config(cfg)
     checkpointing = use_checkpointing(cfg, args)  # from the caller's flags: the Trainer's copy has them off
     args = trainer_args(cfg, args)
     resume = _resume_path(args)
-    processor = AutoProcessor.from_pretrained(cfg.model_name_or_path)
+    processor = load_processor(cfg.model_name_or_path)
     train_ds, skipped = load_rows(cfg, processor)
     eval_ds = load_rows(cfg, processor, cfg.eval_data, skip_bad=True)[0] if cfg.eval_data else None
     preload = resume if cfg.method == "full" and not (args.fsdp or args.deepspeed) else None
