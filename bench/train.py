@@ -19,6 +19,12 @@ Lengths mode (`--mode lengths`, CPU with `--shapes mid` or GPU): 24 samples of v
 tokens/s of this stage without and with `group_by_length`, and of TRL's SFTTrainer, which pads each batch to its
 longest sample.
 
+Loss mode (`--mode loss`, CPU or GPU; not part of `all`): a LLaVA with a 128-wide language model over vocabularies of
+32k-152k tokens, one sample of `--seq_len` tokens (the first eighth untrained): peak memory of one forward + backward
+(`vlm_it.loss.peak_memory`) and time per step with the model's own loss (full logits) and with `vlm_it.loss.vlm_loss`
+(chunks of 256 trained tokens; on a GPU with liger_kernel installed, also Liger's fused kernel). `loss_mib` is the peak
+less that of the same step with chunks of one token, beside the analytic `loss_memory_bytes`.
+
 Prints a table and writes bench/results/train-MODE.json.
 """
 from __future__ import annotations
@@ -284,9 +290,50 @@ def bench_lengths(shapes, seq_len: int, n: int = 24, batch: int = 4) -> list[dic
     return out
 
 
+LOSS_VOCABS = (32768, 65536, 131072, 152064)
+
+
+def bench_loss(seq_len: int, steps: int, vocabs=LOSS_VOCABS, width: int = 128, chunk: int = 256) -> list[dict]:
+    "Peak memory and step time of one forward + backward with the model's own loss and with `vlm_loss`, per vocabulary size."
+    import torch
+    from vlm_it.loss import liger_available, loss_memory_bytes, peak_memory, vlm_loss, wide_vocab_llava
+    cuda = torch.cuda.is_available()
+    dev, dtype = ("cuda", torch.bfloat16) if cuda else ("cpu", torch.float32)
+    paths = [("full", None), (f"chunked {chunk}", False)] + ([("liger", True)] if liger_available() else [])
+    out = []
+    for V in vocabs:
+        model = wide_vocab_llava(V, width).to(dev, dtype)
+        ids = torch.randint(0, V - 2, (1, seq_len), device=dev)
+        batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+                 "labels": torch.where(torch.arange(seq_len, device=dev) < seq_len // 8, -100, ids)}
+        def no_loss():  # chunks of one token: the step without the loss's memory, to subtract
+            model.zero_grad(set_to_none=True); vlm_loss(model, batch, chunk_size=1, use_liger=False).backward()
+        base, _ = peak_memory(no_loss)
+        for name, liger in paths:
+            def step():
+                model.zero_grad(set_to_none=True)
+                loss = model(**batch).loss if liger is None else vlm_loss(model, batch, chunk_size=chunk, use_liger=liger)
+                loss.backward()
+                return loss.item()
+            step()  # warm-up
+            if cuda: torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(steps): loss = step()
+            if cuda: torch.cuda.synchronize()
+            ms = 1000 * (time.perf_counter() - t0) / steps
+            peak, _ = peak_memory(step)
+            est = loss_memory_bytes(seq_len, V, chunk, 2 if cuda else 4, "full" if liger is None else "chunked")
+            out.append({"mode": "loss-gpu" if cuda else "loss-cpu", "vocab": V, "tokens": seq_len, "width": width, "loss": name,
+                        "dtype": str(dtype).replace("torch.", ""), "peak_mib": round(peak / 2**20, 1),
+                        "loss_mib": round((peak - base) / 2**20, 1), "estimate_loss_mib": round(est / 2**20, 1), "ms_per_step": round(ms, 1), "loss_value": round(loss, 4)})
+        del model
+        if cuda: torch.cuda.empty_cache()
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--mode", choices=["cpu", "memory", "gpu", "lengths", "all"], default="all")
+    p.add_argument("--mode", choices=["cpu", "memory", "gpu", "lengths", "loss", "all"], default="all")
     p.add_argument("--steps", type=int, default=10, help="timed steps per run (after 2 warm-up steps)")
     p.add_argument("--shapes", choices=["7b", "mid", "tiny"], default="7b",
                    help="GPU mode: LLaVA-1.5-7B shapes; mid (a 170M-parameter LLaVA) or tiny to run the comparison on CPU")
@@ -302,6 +349,7 @@ def main(argv=None):
     if a.mode == "lengths":
         if torch.cuda.is_available() or a.shapes != "7b": rows += bench_lengths(a.shapes, a.seq_len)
         else: print("lengths mode with 7B shapes needs CUDA (use --shapes mid on CPU).")
+    if a.mode == "loss": rows += bench_loss(a.seq_len, a.steps)
     if a.mode in ("gpu", "all"):
         if torch.cuda.is_available() or a.shapes != "7b":
             rows += bench_gpu(a.shapes, a.steps, a.image_size, a.seq_len, a.skip_trl)
