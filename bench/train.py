@@ -25,6 +25,11 @@ Loss mode (`--mode loss`, CPU or GPU; not part of `all`): a LLaVA with a 128-wid
 (chunks of 256 trained tokens; on a GPU with liger_kernel installed, also Liger's fused kernel). `loss_mib` is the peak
 less that of the same step with chunks of one token, beside the analytic `loss_memory_bytes`.
 
+Prepare mode (`--mode prepare`, CPU): `--records` records (50,000 by default: the toy records repeated with distinct ids,
+36 images) and the tiny LLaVA processor; seconds from the `load_rows` call to a dataset ready (its last row read), the
+first run (nothing cached: check, tokenise, write the cache) against the second (read from the cache), with num_proc 1
+and 2, and the old path (`prepare_rows` in one loop, then `Dataset.from_list`) for reference.
+
 Prints a table and writes bench/results/train-MODE.json.
 """
 from __future__ import annotations
@@ -331,14 +336,49 @@ def bench_loss(seq_len: int, steps: int, vocabs=LOSS_VOCABS, width: int = 128, c
     return out
 
 
+def bench_prepare(n: int) -> list[dict]:
+    "Seconds from `load_rows` to a dataset ready: first run vs cached second run, num_proc 1 and 2, and the old loop."
+    from datasets import Dataset
+    from transformers import AutoProcessor
+    from vlm_it.core import load_records, save_records
+    from vlm_it.data import prepare_rows
+    from vlm_it.tiny import make_tiny_model, make_toy_data
+    from vlm_it.train import TrainConfig, load_rows
+    tmp = Path(tempfile.mkdtemp())
+    proc = AutoProcessor.from_pretrained(make_tiny_model(tmp/"tiny", arch="llava"))
+    toy = load_records(make_toy_data(tmp/"data", n=36))
+    data = save_records([{**toy[i % len(toy)], "id": f"rec-{i}"} for i in range(n)], tmp/"data/big.json")
+    row = {"mode": "prepare", "records": n, "data_mb": round(data.stat().st_size / 1e6, 1)}
+    t0 = time.perf_counter()
+    rows, _ = prepare_rows(load_records(data), proc, data.parent, 256)
+    ds = Dataset.from_list(rows); ds[len(ds) - 1]
+    before = time.perf_counter() - t0
+    out = [{**row, "path": "before: prepare_rows loop + from_list", "num_proc": 1, "seconds": round(before, 2),
+            "records_per_s": round(n / before)}]
+    for num_proc in (1, 2):
+        cfg = TrainConfig(input=str(data), max_length=256, num_proc=num_proc, prepared_cache=str(tmp/f"cache-{num_proc}"))
+        times = []
+        for run in ("first run (prepare + write cache)", "second run (cached)"):
+            t0 = time.perf_counter()
+            ds, bad = load_rows(cfg, proc); ds[len(ds) - 1]
+            times.append(time.perf_counter() - t0)
+            assert len(ds) == n and not bad
+            out.append({**row, "path": run, "num_proc": num_proc, "seconds": round(times[-1], 3),
+                        "records_per_s": round(n / times[-1])})
+        out[-1]["cached_speedup"] = f"{times[0] / times[1]:.0f}x"
+        assert ds.to_list()[:50] == rows[:50]
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--mode", choices=["cpu", "memory", "gpu", "lengths", "loss", "all"], default="all")
+    p.add_argument("--mode", choices=["cpu", "memory", "gpu", "lengths", "loss", "prepare", "all"], default="all")
     p.add_argument("--steps", type=int, default=10, help="timed steps per run (after 2 warm-up steps)")
     p.add_argument("--shapes", choices=["7b", "mid", "tiny"], default="7b",
                    help="GPU mode: LLaVA-1.5-7B shapes; mid (a 170M-parameter LLaVA) or tiny to run the comparison on CPU")
     p.add_argument("--image_size", type=int, default=336, help="GPU mode: source image side in pixels (LLaVA-1.5 resizes to 336 -> 576 image tokens)")
     p.add_argument("--seq_len", type=int, default=1024)
+    p.add_argument("--records", type=int, default=50_000, help="prepare mode: how many records")
     p.add_argument("--skip_trl", action="store_true")
     p.add_argument("--bf16", action="store_true", help="memory mode on CPU: train with bf16 autocast and a bf16 compute dtype, as a GPU run does")
     a = p.parse_args(argv)
@@ -346,6 +386,7 @@ def main(argv=None):
     rows = []
     if a.mode in ("cpu", "all"): rows += bench_cpu(a.steps)
     if a.mode in ("memory", "all"): rows += bench_memory(a.seq_len, a.bf16)
+    if a.mode == "prepare": rows += bench_prepare(a.records)
     if a.mode == "lengths":
         if torch.cuda.is_available() or a.shapes != "7b": rows += bench_lengths(a.shapes, a.seq_len)
         else: print("lengths mode with 7B shapes needs CUDA (use --shapes mid on CPU).")

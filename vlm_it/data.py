@@ -15,9 +15,11 @@ from .models import needs_special_tokens
 log = get_logger("data")
 
 # %% auto #0
-__all__ = ['log', 'GENERATION_TAG', 'render_with_spans', 'token_labels', 'image_token_id', 'is_prefix_lm', 'prefix_lm_parts',
-           'prepare_record', 'prepare_rows', 'VLMCollator', 'trained_runs', 'render_labels', 'to_ansi', 'to_html',
-           'sample_text', 'expanded_image_ids']
+__all__ = ['log', 'GENERATION_TAG', 'PREP_VERSION', 'ROW_COLUMNS', 'RECORDS_PER_PROC', 'META_FILE', 'BAD_FILE', 'ROWS_DIR',
+           'render_with_spans', 'token_labels', 'image_token_id', 'is_prefix_lm', 'prefix_lm_parts', 'prepare_record',
+           'prepare_rows', 'file_digest', 'processor_digest', 'prep_inputs', 'prep_key', 'usable_cpus',
+           'default_num_proc', 'default_cache_dir', 'prepared_dataset', 'check_bad', 'VLMCollator', 'trained_runs',
+           'render_labels', 'to_ansi', 'to_html', 'sample_text', 'expanded_image_ids']
 
 # %% ../nbs/10_data.ipynb #5bca0c65
 GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
@@ -184,6 +186,178 @@ def prepare_rows(records:list[dict], processor, image_root:str|Path, max_length:
             bad.append({"id": rec["id"], "problem": str(e)})
     if bad: log.warning("skipped %d of %d records (first: %s)", len(bad), len(records), bad[0]["problem"])
     return rows, bad
+
+# %% ../nbs/10_data.ipynb #14ed444a
+import hashlib, json, shutil, tempfile, time
+from contextlib import contextmanager
+from .core import load_records, read_json, write_json
+
+# %% ../nbs/10_data.ipynb #83a70292
+PREP_VERSION = 2  # raise when prepare_record's rows change: caches written before are then never read
+
+# %% ../nbs/10_data.ipynb #896e5fa7
+def file_digest(path:str|Path) -> str:
+    "SHA-256 of the bytes of the file at `path`."
+    with open(path, "rb") as f: return hashlib.file_digest(f, "sha256").hexdigest()
+
+# %% ../nbs/10_data.ipynb #f7f9a01f
+def processor_digest(processor) -> str:
+    "SHA-256 of the files `processor.save_pretrained` writes: tokenizer, chat template, image-processor settings."
+    h = hashlib.sha256()
+    with tempfile.TemporaryDirectory() as d:
+        processor.save_pretrained(d)
+        for f in sorted(p for p in Path(d).rglob("*") if p.is_file()):
+            data = f.read_bytes()
+            h.update(f"{f.relative_to(d).as_posix()}\0{len(data)}\0".encode() + data)  # name and length: no ambiguity
+    return h.hexdigest()
+
+# %% ../nbs/10_data.ipynb #6c1f9bd2
+def prep_inputs(path:str|Path, processor, image_root:str|Path, max_length:int) -> dict:
+    "Everything the prepared rows of the records file `path` depend on (see above)."
+    import datasets, tokenizers, transformers
+    return {"version": PREP_VERSION, "data": file_digest(path), "image_root": str(Path(image_root).resolve()),
+            "processor": processor_digest(processor), "max_length": int(max_length),
+            "libraries": {m.__name__: m.__version__ for m in (transformers, tokenizers, datasets)}}
+
+# %% ../nbs/10_data.ipynb #b187026d
+def prep_key(inputs:dict) -> str:
+    "The cache folder name for `inputs`: a hash of them."
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:24]
+
+# %% ../nbs/10_data.ipynb #0e675915
+ROW_COLUMNS = ("id", "image", "text", "suffix", "tail_ids", "tail_labels", "length", "full_length", "n_trained")
+_NO_ROW = {"image": "", "text": "", "suffix": None, "tail_ids": [], "tail_labels": [], "length": 0, "full_length": 0, "n_trained": 0}
+
+def _features():
+    "Arrow types of the prepared rows, plus `problem`."
+    from datasets import Features, List, Value
+    ints = List(Value("int64"))
+    return Features({"id": Value("string"), "image": Value("string"), "text": Value("string"), "suffix": Value("string"), "tail_ids": ints,
+                     "tail_labels": ints, "length": Value("int64"), "full_length": Value("int64"),
+                     "n_trained": Value("int64"), "problem": Value("string")})
+
+# %% ../nbs/10_data.ipynb #de879c7c
+def _prepare_batch(batch:dict, processor, image_root:str, max_length:int, image_tokens) -> dict:
+    "`Dataset.map` function: rows of a batch of JSON records; an unusable record gets its `problem` and empty columns."
+    out = []
+    for s in batch["record"]:
+        rec = json.loads(s)
+        try: out.append({**prepare_record(rec, processor, image_root, max_length, image_tokens), "problem": None})
+        except RecordError as e: out.append({"id": rec["id"], **_NO_ROW, "problem": str(e)})
+    return {k: [r[k] for r in out] for k in (*ROW_COLUMNS, "problem")}
+
+# %% ../nbs/10_data.ipynb #91e22249
+RECORDS_PER_PROC = 1000
+
+def usable_cpus() -> int:
+    "CPUs this process may run on (its affinity mask where the OS has one)."
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+def default_num_proc(n_records:int, cpus:int|None=None) -> int:
+    "Processes for checking `n_records`: one per `RECORDS_PER_PROC` records, at most 8 or the CPUs available."
+    return max(1, min(8, cpus or usable_cpus(), n_records // RECORDS_PER_PROC))
+
+# %% ../nbs/10_data.ipynb #c5ddc8ba
+@contextmanager
+def _quiet_datasets():
+    "datasets' progress bars off inside the block when vlm-it is quiet (`VLM_IT_QUIET=1`)."
+    import datasets
+    quiet = os.environ.get("VLM_IT_QUIET") == "1" and not datasets.are_progress_bars_disabled()
+    if quiet: datasets.disable_progress_bars()
+    try: yield
+    finally:
+        if quiet: datasets.enable_progress_bars()
+
+# %% ../nbs/10_data.ipynb #24915e5b
+def _prepare(records:list[dict], processor, image_root, max_length:int, num_proc:int|None=None, cache_file=None,
+             desc:str="checking records"):
+    "The usable `records`' rows as a `Dataset` (written to `cache_file`, or kept in memory) and `{'id', 'problem'}` of the others."
+    from datasets import Dataset
+    if not records:  # map would skip the empty input and give no columns
+        return Dataset.from_dict({k: [] for k in _features()}, features=_features()).remove_columns("problem"), []
+    n_proc = num_proc or default_num_proc(len(records))
+    src = Dataset.from_dict({"record": [json.dumps(r, ensure_ascii=False) for r in records]})
+    kw = dict(processor=processor, image_root=str(image_root), max_length=max_length, image_tokens=_ImageTokens(processor))
+    with _quiet_datasets():
+        ds = src.map(_prepare_batch, batched=True, batch_size=100, num_proc=n_proc if n_proc > 1 else None, fn_kwargs=kw,
+                     remove_columns=["record"], features=_features(), desc=desc, keep_in_memory=cache_file is None,
+                     cache_file_name=str(cache_file) if cache_file else None,
+                     new_fingerprint=os.urandom(8).hex())  # given, so datasets does not hash the processor
+    problems = ds["problem"]
+    bad = [{"id": i, "problem": p} for i, p in zip(ds["id"], problems) if p is not None]
+    if bad: ds = ds.select([i for i, p in enumerate(problems) if p is None])
+    return ds.remove_columns("problem"), bad
+
+# %% ../nbs/10_data.ipynb #1622d972
+META_FILE, BAD_FILE, ROWS_DIR = "meta.json", "bad.json", "rows"
+
+def default_cache_dir() -> Path:
+    "Where prepared rows are kept: `$VLM_IT_CACHE/prepared`, else `~/.cache/vlm-it/prepared` (`$XDG_CACHE_HOME` honoured)."
+    root = os.environ.get("VLM_IT_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home()/".cache")/"vlm-it"
+    return Path(root)/"prepared"
+
+def _cache_off(cache_dir) -> bool: return cache_dir is False or str(cache_dir).lower() in ("off", "false", "no")
+
+def _complete(folder:Path) -> bool:
+    "Whether `folder` is a finished cache entry (its meta file is written last)."
+    return (folder/META_FILE).is_file() and (folder/BAD_FILE).is_file() and (folder/ROWS_DIR).is_dir()
+
+# %% ../nbs/10_data.ipynb #9648a97c
+def _remove_stale(parent:Path, hours:float=24):
+    "Remove temporary folders that writers killed more than `hours` ago left in `parent`."
+    for p in parent.glob(".tmp-*"):
+        try:
+            if time.time() - p.stat().st_mtime > hours * 3600: shutil.rmtree(p, ignore_errors=True)
+        except FileNotFoundError: pass  # another writer removed it first
+
+# %% ../nbs/10_data.ipynb #07ac1802
+def _write_atomic(folder:Path, write) -> Path:
+    "`write(tmp)` into a new folder beside `folder`, renamed to `folder` once complete: a crash leaves no `folder`."
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(folder.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
+    try:
+        write(tmp)
+        if folder.exists() and not _complete(folder): shutil.rmtree(folder)  # not written by this code: a copy cut short
+        try: os.rename(tmp, folder)
+        except OSError:  # another writer sharing the cache finished first: keep its folder
+            if not _complete(folder): raise
+    finally: shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+# %% ../nbs/10_data.ipynb #3141f0c4
+def _prepare_into(folder:Path, path, processor, image_root, max_length:int, num_proc:int|None, inputs:dict, desc:str):
+    "Prepare the records of the file `path` into `folder`: rows, bad records, and last the inputs with counts."
+    t0, records = time.time(), load_records(path)
+    rows, bad = _prepare(records, processor, image_root, max_length, num_proc, folder/"map.arrow", desc)
+    with _quiet_datasets(): rows.save_to_disk(str(folder/ROWS_DIR))
+    del rows
+    for f in folder.glob("map*.arrow"): f.unlink()  # the map's own output, now copied into rows/
+    write_json(bad, folder/BAD_FILE)
+    seconds = round(time.time() - t0, 2)
+    write_json({**inputs, "n_records": len(records), "n_bad": len(bad), "seconds": seconds}, folder/META_FILE)
+    log.info("checked %d records of %s in %.1f s (%d bad)", len(records), Path(path).name, seconds, len(bad))
+
+# %% ../nbs/10_data.ipynb #0e44dac2
+def prepared_dataset(path:str|Path, processor, image_root:str|Path, max_length:int, cache_dir:str|Path|None=None,
+                     num_proc:int|None=None) -> tuple:
+    "Rows of the usable records of the file `path` (a `Dataset`) and `{'id', 'problem'}` of the others, cached in `cache_dir` (`off`: none)."
+    from datasets import load_from_disk
+    desc = f"checking {Path(path).name}"
+    if _cache_off(cache_dir): return _prepare(load_records(path), processor, image_root, max_length, num_proc, desc=desc)
+    inputs = prep_inputs(path, processor, image_root, max_length)
+    folder = Path(cache_dir or default_cache_dir()).expanduser()/prep_key(inputs)
+    if _complete(folder): log.info("%s: reading the rows prepared in %s", Path(path).name, folder)
+    else: _write_atomic(folder, lambda tmp: _prepare_into(tmp, path, processor, image_root, max_length, num_proc, inputs, desc))
+    with _quiet_datasets(): rows = load_from_disk(str(folder/ROWS_DIR))
+    return rows, read_json(folder/BAD_FILE)
+
+# %% ../nbs/10_data.ipynb #3fe72011
+def check_bad(bad:list[dict], n_records:int, skip_bad:bool=False):
+    "Raise `RecordError` with the first bad record's problem unless `skip_bad`; with it, log how many were skipped."
+    if not bad: return
+    if not skip_bad: raise RecordError(bad[0]["problem"] + (f" (and {len(bad) - 1} more unusable records)" if len(bad) > 1 else ""))
+    log.warning("skipped %d of %d records (first: %s)", len(bad), n_records, bad[0]["problem"])
 
 # %% ../nbs/10_data.ipynb #d3a478f8
 def _tail_labels(ids, attention_mask, rows:list[dict]):

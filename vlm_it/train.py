@@ -6,7 +6,7 @@ Docs: https://vlm-it.github.io/vlm-it/train.html.md"""
 
 # %% ../nbs/03_train.ipynb #2905119e
 from __future__ import annotations
-import dataclasses, time
+import dataclasses, os, time
 from dataclasses import dataclass
 from pathlib import Path
 from transformers import Trainer, TrainerCallback
@@ -16,14 +16,14 @@ from .core import (GPT, TRAIN_CONFIG_FILE, ConfigError, RecordError, append_json
 from .metrics import exact_match
 from .models import METHODS, describe_model, generate_answers, load_model, load_processor
 from .plots import plot_loss
-from .data import VLMCollator, prepare_rows
+from .data import VLMCollator, check_bad, prepared_dataset, usable_cpus
 
 log = get_logger("train")
 
 # %% auto #0
 __all__ = ['log', 'LOG_FILE', 'LOSS_PLOT', 'ARGS_FILE', 'SUMMARY_FILE', 'TrainConfig', 'check_config', 'load_rows', 'JsonlLogger',
-           'trim_log', 'mean_exact_match', 'eval_items', 'GenerationScorer', 'use_checkpointing', 'trainer_args',
-           'VLMTrainer', 'train']
+           'trim_log', 'mean_exact_match', 'eval_items', 'GenerationScorer', 'use_checkpointing', 'dataloader_workers',
+           'trainer_args', 'VLMTrainer', 'train']
 
 # %% ../nbs/03_train.ipynb #ca4663be
 @dataclass
@@ -49,6 +49,13 @@ class TrainConfig:
     skip_bad_samples: bool = opt(False, "skip and count records with a missing image, image tokens cut by max_length or "
                                  "no trained token, instead of stopping before training")
     group_by_length: bool = opt(False, "batch samples of similar length together (less padding); sets train_sampling_strategy")
+    prepared_cache: str = opt(None, "folder of the checked and tokenised rows, one subfolder per fingerprint of the data file, "
+                              "image root, processor and max_length; default $VLM_IT_CACHE/prepared or ~/.cache/vlm-it/prepared; "
+                              "off: prepare them in memory on every run")
+    num_proc: int = opt(None, "processes that check and tokenise the records when they are not cached yet; default one per "
+                        "1,000 records, at most 8 or the CPU count")
+    dataloader_workers: int = opt(None, "DataLoader worker processes (they open the images and run the processor); default: "
+                                  "TrainingArguments' dataloader_num_workers if above 0, else 2 with at least 4 CPUs per training process, else 0")
     eval_data: str = opt(None, "optional held-out records: eval loss plus generated answers scored at each evaluation")
     eval_samples: int = opt(16, "how many eval_data records are generated and scored at each evaluation")
     eval_max_new_tokens: int = opt(32, "generation length when scoring eval_data")
@@ -62,14 +69,15 @@ def check_config(cfg:TrainConfig):
 
 # %% ../nbs/03_train.ipynb #b7e86371
 def load_rows(cfg:TrainConfig, processor, path:str|None=None, skip_bad:bool|None=None):
-    "The `datasets.Dataset` of checked rows for `path` (default `cfg.input`) and the skipped records."
-    from datasets import Dataset
+    "The `datasets.Dataset` of checked rows for `path` (default `cfg.input`), prepared once and cached, and the skipped records."
+    from accelerate import PartialState
     path = path or cfg.input
     root = cfg.image_root or str(Path(path).parent)
-    rows, bad = prepare_rows(load_records(path), processor, root, cfg.max_length,
-                             cfg.skip_bad_samples if skip_bad is None else skip_bad, desc=f"checking {Path(path).name}")
-    if not rows: raise RecordError(f"no usable record in {path!r}")
-    return Dataset.from_list(rows), bad
+    with PartialState().local_main_process_first():  # in train the state is TrainingArguments' own
+        ds, bad = prepared_dataset(path, processor, root, cfg.max_length, cfg.prepared_cache, cfg.num_proc)
+    check_bad(bad, len(ds) + len(bad), cfg.skip_bad_samples if skip_bad is None else skip_bad)  # outside: no rank left waiting
+    if not len(ds): raise RecordError(f"no usable record in {path!r}")
+    return ds, bad
 
 # %% ../nbs/03_train.ipynb #2aba06ae
 LOG_FILE, LOSS_PLOT, ARGS_FILE, SUMMARY_FILE = "log.jsonl", "loss.png", "training_args.json", "train_summary.json"
@@ -143,6 +151,14 @@ def _resume_path(args) -> str|None:
     if not Path(r).is_dir(): raise ConfigError(f"resume_from_checkpoint: no checkpoint folder at {r!r}")
     return str(r)
 
+# %% ../nbs/03_train.ipynb #f96bd52c
+def dataloader_workers(cfg:TrainConfig, args, cpus:int|None=None, local_processes:int|None=None) -> int:
+    "DataLoader workers: `cfg.dataloader_workers`, else TrainingArguments' when above 0, else 2 with 4+ CPUs per local process."
+    if cfg.dataloader_workers is not None: return cfg.dataloader_workers
+    if args.dataloader_num_workers: return args.dataloader_num_workers
+    local = local_processes or int(os.environ.get("LOCAL_WORLD_SIZE", 1))  # set by accelerate launch / torchrun
+    return 2 if (cpus or usable_cpus()) // local >= 4 else 0
+
 # %% ../nbs/03_train.ipynb #9e2a3a31
 def trainer_args(cfg:TrainConfig, args=None):
     "A copy of `args` (`TrainingArguments`) with what this stage's Trainer needs; `args` itself is left as it was."
@@ -150,7 +166,7 @@ def trainer_args(cfg:TrainConfig, args=None):
     args = args or TrainingArguments(output_dir="trainer_output")
     extra = {"train_sampling_strategy": "group_by_length"} if cfg.group_by_length else {}
     return dataclasses.replace(args, remove_unused_columns=False, label_names=["labels"], activation_checkpointing=False,
-                               gradient_checkpointing=False, **extra)
+                               gradient_checkpointing=False, dataloader_num_workers=dataloader_workers(cfg, args), **extra)
 
 # %% ../nbs/03_train.ipynb #3a827a41
 class VLMTrainer(Trainer):
