@@ -12,6 +12,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from .core import ConfigError, RecordError, atomic_write, load_records, opt, write_json
+from .loss import loss_memory_bytes
 from .models import load_processor, meta_model, lora_targets, model_parts, unquantised_modules
 from .data import VLMCollator, expanded_image_ids, prepare_rows, render_labels, sample_text, to_ansi, to_html, trained_runs
 from .train import TrainConfig, check_config, use_checkpointing
@@ -102,7 +103,7 @@ def estimate_memory(meta_model, cfg:TrainConfig, batch:int, seq_len:int, patches
     n, shapes, a, T = count_params(meta_model, cfg), _text_shapes(meta_model.config), act_bytes, batch * seq_len
     parts = {"weights": _weight_bytes(n, cfg, a), "trainable_and_optimizer": n["trainable"] * 16,
              "activations": _activation_bytes(n, cfg, shapes, T, a, checkpointing),
-             "logits": T * shapes["V"] * ((2 * a + 4 + 4) if a < 4 else (4 + 4)),  # no fp32 copy when the logits are fp32 already
+             "logits": loss_memory_bytes(T, shapes["V"], cfg.loss_chunk_size, a, cfg.loss),  # the full logits, or one chunk
              "vision": _vision_bytes(getattr(meta_model.config, "vision_config", None), cfg, patches, a, checkpointing),
              "cuda_overhead": CUDA_OVERHEAD_GIB * 2**30}
     gib = {k: round(v / 2**30, 4) for k, v in parts.items()}

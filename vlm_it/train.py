@@ -9,23 +9,26 @@ from __future__ import annotations
 import dataclasses, os, time
 from dataclasses import dataclass
 from pathlib import Path
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer, TrainerCallback, set_seed
 
 from .core import (GPT, TRAIN_CONFIG_FILE, ConfigError, RecordError, append_jsonl, get_logger, load_records, opt,
     read_json, read_jsonl, save_config, write_json, write_jsonl)
 from .metrics import exact_match
 from .models import METHODS, describe_model, generate_answers, load_model, load_processor
 from .plots import plot_loss
+from .loss import vlm_loss
 from .data import VLMCollator, check_bad, prepared_dataset, usable_cpus
 
 log = get_logger("train")
 
 # %% auto #0
-__all__ = ['log', 'LOG_FILE', 'LOSS_PLOT', 'ARGS_FILE', 'SUMMARY_FILE', 'TrainConfig', 'check_config', 'load_rows', 'JsonlLogger',
-           'trim_log', 'mean_exact_match', 'eval_items', 'GenerationScorer', 'use_checkpointing', 'dataloader_workers',
-           'trainer_args', 'VLMTrainer', 'train']
+__all__ = ['log', 'LOSSES', 'LOG_FILE', 'LOSS_PLOT', 'ARGS_FILE', 'SUMMARY_FILE', 'TrainConfig', 'check_config', 'load_rows',
+           'JsonlLogger', 'trim_log', 'mean_exact_match', 'eval_items', 'GenerationScorer', 'use_checkpointing',
+           'dataloader_workers', 'trainer_args', 'VLMTrainer', 'train']
 
 # %% ../nbs/03_train.ipynb #ca4663be
+LOSSES = ("chunked", "full")
+
 @dataclass
 class TrainConfig:
     "Options of `vlm-it train` besides transformers' `TrainingArguments`."
@@ -59,13 +62,18 @@ class TrainConfig:
     eval_data: str = opt(None, "optional held-out records: eval loss plus generated answers scored at each evaluation")
     eval_samples: int = opt(16, "how many eval_data records are generated and scored at each evaluation")
     eval_max_new_tokens: int = opt(32, "generation length when scoring eval_data")
+    loss: str = opt("chunked", "chunked: cross-entropy over the final hidden states in chunks of trained tokens, so the "
+                    "[tokens, vocab] logits never exist at once (Liger's fused kernel on a GPU when installed); full: the model's own loss")
+    loss_chunk_size: int = opt(256, "chunked loss: trained tokens projected through lm_head at a time")
 
 # %% ../nbs/03_train.ipynb #8113410f
 def check_config(cfg:TrainConfig):
-    "Raise `ConfigError` for a missing model or input, or an unknown method, before anything is loaded."
+    "Raise `ConfigError` for a missing model or input, an unknown method or loss, before anything is loaded."
     for k in ("model_name_or_path", "input"):
         if not getattr(cfg, k): raise ConfigError(f"train needs --{k}")
     if cfg.method not in METHODS: raise ConfigError(f"method {cfg.method!r} is not one of {', '.join(METHODS)}")
+    if cfg.loss not in LOSSES: raise ConfigError(f"loss {cfg.loss!r} is not one of {', '.join(LOSSES)}")
+    if cfg.loss_chunk_size < 1: raise ConfigError(f"loss_chunk_size must be at least 1, got {cfg.loss_chunk_size}")
 
 # %% ../nbs/03_train.ipynb #b7e86371
 def load_rows(cfg:TrainConfig, processor, path:str|None=None, skip_bad:bool|None=None):
@@ -170,10 +178,18 @@ def trainer_args(cfg:TrainConfig, args=None):
 
 # %% ../nbs/03_train.ipynb #3a827a41
 class VLMTrainer(Trainer):
-    "Trainer whose resume skips loading the weights when `weights_preloaded` (a full fine-tune that `load_model` read from the checkpoint)."
-    def __init__(self, *args, weights_preloaded:bool=False, **kw):
+    "Trainer with the chunked loss (`loss_chunk_size`; None: the model's own), and whose resume skips loading the weights when `weights_preloaded` (a full fine-tune `load_model` read from the checkpoint)."
+    def __init__(self, *args, weights_preloaded:bool=False, loss_chunk_size:int|None=None, **kw):
         super().__init__(*args, **kw)
-        self.weights_preloaded = weights_preloaded
+        self.weights_preloaded, self.loss_chunk_size = weights_preloaded, loss_chunk_size
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.loss_chunk_size is None or return_outputs or not model.training:  # evaluation wants the logits
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        loss = vlm_loss(model, inputs, num_items=num_items_in_batch, chunk_size=self.loss_chunk_size)
+        if self.args.average_tokens_across_devices and self.model_accepts_loss_kwargs and num_items_in_batch is not None:
+            scale = self.accelerator.num_processes // self.get_tp_size()  # as Trainer scales the model's own loss
+            loss = loss * (scale if self.args.n_gpu <= 1 else self.args.n_gpu)
+        return loss
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         if self.weights_preloaded: return
         return super()._load_from_checkpoint(resume_from_checkpoint, model)
@@ -229,12 +245,13 @@ def train(cfg:TrainConfig, args=None, *, score_fn=None, callbacks:list|None=None
     train_ds, skipped = load_rows(cfg, processor)
     eval_ds = load_rows(cfg, processor, cfg.eval_data, skip_bad=True)[0] if cfg.eval_data else None
     preload = resume if cfg.method == "full" and not (args.fsdp or args.deepspeed) else None
+    set_seed(args.seed)  # LoRA's initial weights: the same whatever ran before (a first run prepares data, a second reads it)
     model, processor = load_model(cfg, checkpointing, weights=preload)
     info, out = _describe(model, cfg), _start_output(cfg, args, resume)
     trainer = VLMTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          data_collator=VLMCollator(processor, cfg.max_length), processing_class=processor,
                          callbacks=_callbacks(cfg, processor, out, score_fn, callbacks, args.per_device_eval_batch_size),
-                         weights_preloaded=preload is not None)
+                         weights_preloaded=preload is not None, loss_chunk_size=cfg.loss_chunk_size if cfg.loss == "chunked" else None)
     t0 = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
     if eval_ds is not None: trainer.evaluate()
