@@ -15,11 +15,11 @@ from .models import needs_special_tokens
 log = get_logger("data")
 
 # %% auto #0
-__all__ = ['log', 'GENERATION_TAG', 'PREP_VERSION', 'ROW_COLUMNS', 'RECORDS_PER_PROC', 'META_FILE', 'BAD_FILE', 'ROWS_DIR',
-           'render_with_spans', 'token_labels', 'image_token_id', 'is_prefix_lm', 'prefix_lm_parts', 'prepare_record',
-           'prepare_rows', 'file_digest', 'processor_digest', 'prep_inputs', 'prep_key', 'usable_cpus',
-           'default_num_proc', 'default_cache_dir', 'prepared_dataset', 'check_bad', 'VLMCollator', 'trained_runs',
-           'render_labels', 'to_ansi', 'to_html', 'sample_text', 'expanded_image_ids']
+__all__ = ['log', 'GENERATION_TAG', 'PREP_VERSION', 'ROW_COLUMNS', 'META_FILE', 'BAD_FILE', 'ROWS_DIR', 'render_with_spans',
+           'token_labels', 'image_token_id', 'is_prefix_lm', 'prefix_lm_parts', 'prepare_record', 'prepare_rows',
+           'file_digest', 'processor_digest', 'prep_inputs', 'prep_key', 'usable_cpus', 'default_cache_dir',
+           'prepared_dataset', 'check_bad', 'VLMCollator', 'trained_runs', 'render_labels', 'to_ansi', 'to_html',
+           'sample_text', 'expanded_image_ids']
 
 # %% ../nbs/10_data.ipynb #5bca0c65
 GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
@@ -247,15 +247,9 @@ def _prepare_batch(batch:dict, processor, image_root:str, max_length:int, image_
     return {k: [r[k] for r in out] for k in (*ROW_COLUMNS, "problem")}
 
 # %% ../nbs/10_data.ipynb #91e22249
-RECORDS_PER_PROC = 1000
-
 def usable_cpus() -> int:
     "CPUs this process may run on (its affinity mask where the OS has one)."
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-def default_num_proc(n_records:int, cpus:int|None=None) -> int:
-    "Processes for checking `n_records`: one per `RECORDS_PER_PROC` records, at most 8 or the CPUs available."
-    return max(1, min(8, cpus or usable_cpus(), n_records // RECORDS_PER_PROC))
 
 # %% ../nbs/10_data.ipynb #c5ddc8ba
 @contextmanager
@@ -275,7 +269,9 @@ def _prepare(records:list[dict], processor, image_root, max_length:int, num_proc
     from datasets import Dataset
     if not records:  # map would skip the empty input and give no columns
         return Dataset.from_dict({k: [] for k in _features()}, features=_features()).remove_columns("problem"), []
-    n_proc = num_proc or default_num_proc(len(records))
+    # one process unless asked: map forks its workers, and a fork of a process whose torch thread pool has run can hang
+    # (the demo's pipeline did, preparing after its pretraining stage)
+    n_proc = num_proc or 1
     src = Dataset.from_dict({"record": [json.dumps(r, ensure_ascii=False) for r in records]})
     kw = dict(processor=processor, image_root=str(image_root), max_length=max_length, image_tokens=_ImageTokens(processor))
     with _quiet_datasets():

@@ -55,8 +55,8 @@ class TrainConfig:
     prepared_cache: str = opt(None, "folder of the checked and tokenised rows, one subfolder per fingerprint of the data file, "
                               "image root, processor and max_length; default $VLM_IT_CACHE/prepared or ~/.cache/vlm-it/prepared; "
                               "off: prepare them in memory on every run")
-    num_proc: int = opt(None, "processes that check and tokenise the records when they are not cached yet; default one per "
-                        "1,000 records, at most 8 or the CPU count")
+    num_proc: int = opt(None, "processes that check and tokenise the records when they are not cached yet; default 1 (forked "
+                        "workers can hang in a process that has already run torch; set it for a fresh run on a large file)")
     dataloader_workers: int = opt(None, "DataLoader worker processes (they open the images and run the processor); default: "
                                   "TrainingArguments' dataloader_num_workers if above 0, else 2 with at least 4 CPUs per training process, else 0")
     eval_data: str = opt(None, "optional held-out records: eval loss plus generated answers scored at each evaluation")
