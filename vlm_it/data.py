@@ -19,8 +19,8 @@ __all__ = ['log', 'GENERATION_TAG', 'PREP_VERSION', 'ROW_COLUMNS', 'RECORDS_PER_
            'render_with_spans', 'token_labels', 'image_token_id', 'is_prefix_lm', 'prefix_lm_parts', 'prepare_record',
            'prepare_rows', 'file_digest', 'processor_digest', 'prep_inputs', 'prep_key', 'usable_cpus',
            'default_num_proc', 'default_cache_dir', 'prepared_dataset', 'check_bad', 'VLMCollator', 'trained_runs',
-           'pack_lengths', 'PackingCollator', 'sample_losses', 'render_labels', 'to_ansi', 'to_html', 'sample_text',
-           'expanded_image_ids']
+           'pack_lengths', 'PackingCollator', 'sample_losses', 'PackedRows', 'find_rope_index', 'render_labels',
+           'to_ansi', 'to_html', 'sample_text', 'expanded_image_ids']
 
 # %% ../nbs/10_data.ipynb #5bca0c65
 GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
@@ -474,6 +474,19 @@ def sample_losses(model, batch:dict) -> list:
         ends = starts[1:] + [labels.shape[1] + 1]
         res += [tok[b, s:e - 1].sum() for s, e in zip(starts, ends) if (labels[b, s:e - 1] != -100).any()]
     return res
+
+# %% ../nbs/10_data.ipynb #079b6c0a
+class PackedRows:
+    "A map-style dataset of packs of `rows` (each at most `max_length` tokens): item `i` is the list of the rows of pack `i`."
+    def __init__(self, rows, max_length:int):
+        self.rows, self.packs = rows, pack_lengths(list(rows["length"]), max_length)
+    def __len__(self): return len(self.packs)
+    def __getitem__(self, i:int) -> list[dict]: return [self.rows[j] for j in self.packs[i]]
+
+# %% ../nbs/10_data.ipynb #bd2b9faf
+def find_rope_index(model):
+    "The `get_rope_index` of the first module of `model` that has one (mRoPE models: Qwen2-VL, Qwen2.5-VL, Qwen3-VL, ...), else None."
+    return next((m.get_rope_index for m in model.modules() if hasattr(type(m), "get_rope_index")), None)
 
 # %% ../nbs/10_data.ipynb #a78199e3
 def _id_set(image_id) -> set[int]:
