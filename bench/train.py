@@ -280,15 +280,16 @@ def bench_lengths(shapes, seq_len: int, n: int = 24, batch: int = 4) -> list[dic
                   bf16=cuda and torch.cuda.is_bf16_supported(), fp16=cuda and not torch.cuda.is_bf16_supported(),
                   use_cpu=not cuda, seed=0)
     row = {"mode": "lengths-gpu" if cuda else "lengths-cpu", "model": f"llava-1.5-{shapes}", "batch": batch, "samples": n}
-    for grouped in (False, True):
+    for variant in ("", "group_by_length", "packing"):  # packing: per_device_train_batch_size counts packs, so batch 1
         cfg = TrainConfig(model_name_or_path=str(model_dir), input=str(data), method="qlora", max_length=seq_len,
-                          kbit_upcast=False, group_by_length=grouped)
+                          kbit_upcast=False, group_by_length=variant == "group_by_length", packing=variant == "packing")
         ds, _ = load_rows(cfg, AutoProcessor.from_pretrained(model_dir))
         tokens, timer = sum(ds["length"]), StepTimer()
-        train(cfg, TrainingArguments(output_dir=str(tmp/f"ours-{grouped}"), **common), callbacks=[timer])
-        out.append({**row, "trainer": "vlm-it" + (" group_by_length" if grouped else ""), "tokens": tokens,
+        kw = {**common, "per_device_train_batch_size": 1} if variant == "packing" else common
+        train(cfg, TrainingArguments(output_dir=str(tmp/f"ours-{variant or 'plain'}"), **kw), callbacks=[timer])
+        out.append({**row, "trainer": f"vlm-it {variant}".strip(), "tokens": tokens, "steps": len(timer.times),
                     "seconds": round(sum(timer.times), 1), "tokens_per_s": round(tokens / sum(timer.times), 1)})
-    cfg.group_by_length = False
+    cfg.group_by_length = cfg.packing = False
     trl = bench_trl(model_dir, data, cfg, common, None, tokens, tmp, shapes, 336, seq_len, warmup=0)
     out.append({**row, "trainer": "trl-sft", "tokens": tokens, "tokens_per_s": trl["tokens_per_s"],
                 "seconds": round(tokens / trl["tokens_per_s"], 1)})

@@ -18,8 +18,9 @@ log = get_logger("data")
 __all__ = ['log', 'GENERATION_TAG', 'PREP_VERSION', 'ROW_COLUMNS', 'META_FILE', 'BAD_FILE', 'ROWS_DIR', 'render_with_spans',
            'token_labels', 'image_token_id', 'is_prefix_lm', 'prefix_lm_parts', 'prepare_record', 'prepare_rows',
            'file_digest', 'processor_digest', 'prep_inputs', 'prep_key', 'usable_cpus', 'default_cache_dir',
-           'prepared_dataset', 'check_bad', 'VLMCollator', 'trained_runs', 'render_labels', 'to_ansi', 'to_html',
-           'sample_text', 'expanded_image_ids']
+           'prepared_dataset', 'check_bad', 'VLMCollator', 'trained_runs', 'pack_lengths', 'PackingCollator',
+           'sample_losses', 'PackedRows', 'find_rope_index', 'render_labels', 'to_ansi', 'to_html', 'sample_text',
+           'expanded_image_ids']
 
 # %% ../nbs/10_data.ipynb #5bca0c65
 GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
@@ -392,6 +393,96 @@ def trained_runs(labels) -> list[list[int]]:
         if t != -100: cur.append(t)
         elif cur: runs.append(cur); cur = []
     return runs
+
+# %% ../nbs/10_data.ipynb #7ed42760
+def pack_lengths(lengths:list[int], max_length:int) -> list[list[int]]:
+    "Row indices grouped into packs of at most `max_length` tokens in total: best-fit decreasing, deterministic."
+    from bisect import bisect_left, insort
+    packs, free = [], []  # free: sorted (space left, pack index)
+    for i in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
+        n = int(lengths[i])
+        if n > max_length: raise ValueError(f"row {i} has {n} tokens, more than max_length={max_length}")
+        k = bisect_left(free, (n, -1))
+        if k < len(free): space, p = free.pop(k)
+        else: space, p = max_length, len(packs); packs.append([])
+        packs[p].append(i)
+        insort(free, (space - n, p))
+    return [sorted(p) for p in packs]
+
+# %% ../nbs/10_data.ipynb #d7d27ceb
+def _seq_keys(batch:dict) -> list[str]:
+    "Keys of the per-token tensors of a processor batch (shaped like `input_ids`)."
+    import torch
+    shape = batch["input_ids"].shape
+    return [k for k, v in batch.items() if torch.is_tensor(v) and v.shape == shape and k != "attention_mask"]
+
+def _rope_kwargs(rope_index, batch:dict) -> dict:
+    "The arguments of `rope_index` that the batch holds."
+    params = inspect.signature(rope_index).parameters
+    return {k: v for k, v in batch.items() if k in params}
+
+# %% ../nbs/10_data.ipynb #466a2cad
+class PackingCollator:
+    "Batch packs (lists of rows): each pack one row without padding, `position_ids` restarting per sample, no attention mask."
+    def __init__(self, processor, max_length:int=2048, rope_index=None):
+        self.collate, self.rope_index, self.pad_id = VLMCollator(processor, max_length), rope_index, processor.tokenizer.pad_token_id or 0
+    def __call__(self, packs:list[list[dict]]) -> dict:
+        import torch
+        batch = self.collate([r for p in packs for r in p])
+        real = batch["attention_mask"].bool()
+        keys, rope = _seq_keys(batch), None
+        if self.rope_index is not None:
+            rope = self.rope_index(**_rope_kwargs(self.rope_index, batch))[0]  # [3, n_samples, L], each sample from 0
+        out, i = {k: [] for k in keys + ["position_ids"] + (["rope"] if rope is not None else [])}, 0
+        for p in packs:
+            parts = {k: [] for k in out}
+            for _ in p:
+                m = real[i]
+                for k in keys: parts[k].append(batch[k][i][m])
+                parts["position_ids"].append(torch.arange(int(m.sum())))
+                if rope is not None: parts["rope"].append(rope[:, i][:, m])
+                i += 1
+            for k in out: out[k].append(torch.cat(parts[k], -1))
+        T = max(len(x) for x in out["input_ids"])
+        pad = lambda x, v: torch.cat([x, torch.full((*x.shape[:-1], T - x.shape[-1]), v, dtype=x.dtype)], -1)
+        fill = {"input_ids": self.pad_id, "labels": -100}
+        res = {k: torch.stack([pad(x, fill.get(k, 0)) for x in out[k]]) for k in keys}
+        # padding at a pack's end: a sample of its own, positions from 0 (so it is its own block of the mask)
+        pos = torch.stack([torch.cat([x, torch.arange(T - len(x))]) for x in out["position_ids"]])
+        if rope is not None:
+            mr = torch.stack([torch.cat([x, torch.arange(T - x.shape[-1]).expand(3, -1)], -1) for x in out["rope"]], 1)
+            pos = torch.cat([pos[None], mr])  # [4, B, T]: text positions, then t, h, w
+        other = {k: v for k, v in batch.items() if k not in keys and k != "attention_mask"}
+        return {**other, **res, "position_ids": pos, "use_cache": False}  # a cache turns the packed mask off
+
+# %% ../nbs/10_data.ipynb #8f5b822f
+def sample_losses(model, batch:dict) -> list:
+    "Summed next-token cross-entropy of each sample of each row of `batch` (samples delimited by restarting positions)."
+    import torch
+    out = model(**{k: v for k, v in batch.items() if k not in ("labels", "use_cache")}, use_cache=False)
+    logits, labels = out.logits[:, :-1].float(), batch["labels"][:, 1:]
+    tok = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
+    pos = batch.get("position_ids")
+    pos = (pos[0] if pos is not None and pos.ndim == 3 else pos)
+    res = []
+    for b in range(tok.shape[0]):
+        starts = [0] if pos is None else (pos[b] == 0).nonzero().flatten().tolist()
+        ends = starts[1:] + [labels.shape[1] + 1]
+        res += [tok[b, s:e - 1].sum() for s, e in zip(starts, ends) if (labels[b, s:e - 1] != -100).any()]
+    return res
+
+# %% ../nbs/10_data.ipynb #079b6c0a
+class PackedRows:
+    "A map-style dataset of packs of `rows` (each at most `max_length` tokens): item `i` is the list of the rows of pack `i`."
+    def __init__(self, rows, max_length:int):
+        self.rows, self.packs = rows, pack_lengths(list(rows["length"]), max_length)
+    def __len__(self): return len(self.packs)
+    def __getitem__(self, i:int) -> list[dict]: return [self.rows[j] for j in self.packs[i]]
+
+# %% ../nbs/10_data.ipynb #bd2b9faf
+def find_rope_index(model):
+    "The `get_rope_index` of the first module of `model` that has one (mRoPE models: Qwen2-VL, Qwen2.5-VL, Qwen3-VL, ...), else None."
+    return next((m.get_rope_index for m in model.modules() if hasattr(type(m), "get_rope_index")), None)
 
 # %% ../nbs/10_data.ipynb #a78199e3
 def _id_set(image_id) -> set[int]:

@@ -17,14 +17,15 @@ from .metrics import exact_match
 from .models import METHODS, describe_model, generate_answers, load_model, load_processor
 from .plots import plot_loss
 from .loss import vlm_loss
-from .data import VLMCollator, check_bad, prepared_dataset, usable_cpus
+from .data import (PackedRows, PackingCollator, VLMCollator, check_bad, find_rope_index, is_prefix_lm, prepared_dataset,
+    usable_cpus)
 
 log = get_logger("train")
 
 # %% auto #0
 __all__ = ['log', 'LOSSES', 'LOG_FILE', 'LOSS_PLOT', 'ARGS_FILE', 'SUMMARY_FILE', 'TrainConfig', 'check_config', 'load_rows',
            'JsonlLogger', 'trim_log', 'mean_exact_match', 'eval_items', 'GenerationScorer', 'use_checkpointing',
-           'dataloader_workers', 'trainer_args', 'VLMTrainer', 'train']
+           'dataloader_workers', 'trainer_args', 'VLMTrainer', 'check_packing', 'train']
 
 # %% ../nbs/03_train.ipynb #ca4663be
 LOSSES = ("chunked", "full")
@@ -52,6 +53,8 @@ class TrainConfig:
     skip_bad_samples: bool = opt(False, "skip and count records with a missing image, image tokens cut by max_length or "
                                  "no trained token, instead of stopping before training")
     group_by_length: bool = opt(False, "batch samples of similar length together (less padding); sets train_sampling_strategy")
+    packing: bool = opt(False, "pack several samples end to end into rows of at most max_length tokens, without padding, the "
+                        "attention kept inside each sample; per_device_train_batch_size then counts packs")
     prepared_cache: str = opt(None, "folder of the checked and tokenised rows, one subfolder per fingerprint of the data file, "
                               "image root, processor and max_length; default $VLM_IT_CACHE/prepared or ~/.cache/vlm-it/prepared; "
                               "off: prepare them in memory on every run")
@@ -71,6 +74,7 @@ def check_config(cfg:TrainConfig):
     "Raise `ConfigError` for a missing model or input, an unknown method or loss, before anything is loaded."
     for k in ("model_name_or_path", "input"):
         if not getattr(cfg, k): raise ConfigError(f"train needs --{k}")
+    if cfg.packing and cfg.group_by_length: raise ConfigError("packing and group_by_length exclude each other (packs have no padding to save)")
     if cfg.method not in METHODS: raise ConfigError(f"method {cfg.method!r} is not one of {', '.join(METHODS)}")
     if cfg.loss not in LOSSES: raise ConfigError(f"loss {cfg.loss!r} is not one of {', '.join(LOSSES)}")
     if cfg.loss_chunk_size < 1: raise ConfigError(f"loss_chunk_size must be at least 1, got {cfg.loss_chunk_size}")
@@ -234,6 +238,16 @@ def _finish(trainer, out:Path, summary:dict, result, seconds:float):
                 "final_loss": losses[-1] if losses else None, "seconds": round(seconds, 2)}, out/SUMMARY_FILE)
     plot_loss({"train": read_jsonl(out/LOG_FILE)}, out/LOSS_PLOT)
 
+# %% ../nbs/03_train.ipynb #8a550bd6
+def check_packing(processor):
+    "Raise `ConfigError` when the processor's family cannot be trained packed."
+    name = type(processor).__name__
+    if is_prefix_lm(processor):
+        raise ConfigError(f"packing: {name} builds a bidirectional prefix per sample from token_type_ids, which packing "
+                          "cannot keep apart; train without packing")
+    if name.startswith("Mllama"):
+        raise ConfigError(f"packing: {name} attends to the images by cross-attention with a mask per sample; train without packing")
+
 # %% ../nbs/03_train.ipynb #fae12740
 def train(cfg:TrainConfig, args=None, *, score_fn=None, callbacks:list|None=None) -> Path:
     "Fine-tune `cfg.model_name_or_path` on `cfg.input` with a copy of `args` (`TrainingArguments`); returns the output directory."
@@ -242,18 +256,22 @@ def train(cfg:TrainConfig, args=None, *, score_fn=None, callbacks:list|None=None
     args = trainer_args(cfg, args)
     resume = _resume_path(args)
     processor = load_processor(cfg.model_name_or_path)
+    if cfg.packing: check_packing(processor)
     train_ds, skipped = load_rows(cfg, processor)
     eval_ds = load_rows(cfg, processor, cfg.eval_data, skip_bad=True)[0] if cfg.eval_data else None
     preload = resume if cfg.method == "full" and not (args.fsdp or args.deepspeed) else None
     set_seed(args.seed)  # LoRA's initial weights: the same whatever ran before (a first run prepares data, a second reads it)
     model, processor = load_model(cfg, checkpointing, weights=preload)
     info, out = _describe(model, cfg), _start_output(cfg, args, resume)
-    trainer = VLMTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         data_collator=VLMCollator(processor, cfg.max_length), processing_class=processor,
+    if cfg.packing: train_set, collator = PackedRows(train_ds, cfg.max_length), PackingCollator(processor, cfg.max_length, find_rope_index(model))
+    else: train_set, collator = train_ds, VLMCollator(processor, cfg.max_length)
+    trainer = VLMTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_ds,
+                         data_collator=collator, processing_class=processor,
                          callbacks=_callbacks(cfg, processor, out, score_fn, callbacks, args.per_device_eval_batch_size),
                          weights_preloaded=preload is not None, loss_chunk_size=cfg.loss_chunk_size if cfg.loss == "chunked" else None)
     t0 = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
     if eval_ds is not None: trainer.evaluate()
-    _finish(trainer, out, {**info, "method": cfg.method, "n_train": len(train_ds), "skipped": skipped}, result, time.time() - t0)
+    _finish(trainer, out, {**info, "method": cfg.method, "n_train": len(train_ds), "skipped": skipped,
+                      **({"n_packs": len(train_set)} if cfg.packing else {})}, result, time.time() - t0)
     return out
