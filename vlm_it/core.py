@@ -6,20 +6,21 @@ Docs: https://vlm-it.github.io/vlm-it/core.html.md"""
 
 # %% ../nbs/05_core.ipynb #2a9a0ce1
 from __future__ import annotations
-import contextlib, difflib, hashlib, json, logging, os, sys, tempfile, yaml
+import contextlib, difflib, hashlib, json, logging, os, re, sys, tempfile, yaml
 from dataclasses import field, fields, is_dataclass
 from pathlib import Path
 from typing import Iterable
 
 # %% auto #0
-__all__ = ['LOGGER_NAME', 'IMAGE_TOKEN', 'HUMAN', 'GPT', 'DTYPE_NAMES', 'METADATA_FILE', 'PREPROCESS_REPORT', 'ANNOTATIONS_FILE',
-           'REJECTED_FILE', 'FILTER_REPORT', 'TRAIN_CONFIG_FILE', 'COLOURS', 'COCO_CATEGORIES', 'get_logger',
-           'setup_logging', 'progress', 'RecordError', 'make_record', 'turns', 'validate_record', 'resolve_image',
+__all__ = ['LOGGER_NAME', 'IMAGE_TOKEN', 'VIDEO_TOKEN', 'HUMAN', 'GPT', 'RECORD_FORMATS', 'DTYPE_NAMES', 'METADATA_FILE',
+           'PREPROCESS_REPORT', 'ANNOTATIONS_FILE', 'REJECTED_FILE', 'FILTER_REPORT', 'TRAIN_CONFIG_FILE', 'COLOURS',
+           'COCO_CATEGORIES', 'get_logger', 'setup_logging', 'progress', 'RecordError', 'make_record', 'turns',
+           'record_images', 'record_video', 'record_shape', 'record_files', 'validate_record', 'resolve_image',
            'make_image_row', 'validate_image_row', 'atomic_write', 'write_json', 'read_json', 'write_jsonl',
-           'append_jsonl', 'read_jsonl', 'load_image_rows', 'to_messages', 'from_messages', 'load_records',
-           'save_records', 'records_to_dataset', 'dataset_to_records', 'stable_id', 'file_sha1', 'ConfigError', 'opt',
-           'read_yaml', 'make_parser', 'load_config', 'config_to_dict', 'save_config', 'torch_dtype', 'adapter_base',
-           'load_image']
+           'append_jsonl', 'read_jsonl', 'load_image_rows', 'stable_id', 'file_sha1', 'to_messages', 'from_messages',
+           'from_sharegpt', 'to_sharegpt', 'load_records', 'save_records', 'records_to_dataset', 'dataset_to_records',
+           'ConfigError', 'opt', 'read_yaml', 'make_parser', 'load_config', 'config_to_dict', 'save_config',
+           'torch_dtype', 'adapter_base', 'load_image']
 
 # %% ../nbs/05_core.ipynb #ca4845ce
 LOGGER_NAME = "vlm_it"
@@ -50,44 +51,92 @@ def progress(it=None, **kw):
     return tqdm(it, disable=kw.pop("disable", False) or os.environ.get("VLM_IT_QUIET") == "1", dynamic_ncols=True, **kw)
 
 # %% ../nbs/05_core.ipynb #61b3ea0a
-IMAGE_TOKEN = "<image>"
+IMAGE_TOKEN, VIDEO_TOKEN = "<image>", "<video>"
 HUMAN, GPT = "human", "gpt"
 
 class RecordError(ValueError):
     "A record that does not follow the schema; the message names the record id and the problem."
 
 # %% ../nbs/05_core.ipynb #261fd4e5
-def make_record(id:str, image:str, conversations:list[dict], **meta) -> dict:
-    "Build a schema record; `meta` keywords land in `record['meta']`."
-    return {"id": str(id), "image": str(image), "conversations": list(conversations), "meta": dict(meta)}
+def make_record(id:str, image:str|list[str]|None, conversations:list[dict], video:str|list[str]|None=None, **meta) -> dict:
+    "Build a schema record: `image` a path, a list of paths or None (text-only), `video` a file or frame list; `meta` keywords land in `record['meta']`."
+    rec = {"id": str(id)}
+    if image is not None: rec["image"] = str(image) if isinstance(image, (str, Path)) else [str(p) for p in image]
+    if video is not None: rec["video"] = str(video) if isinstance(video, (str, Path)) else [str(p) for p in video]
+    return {**rec, "conversations": list(conversations), "meta": dict(meta)}
 
 # %% ../nbs/05_core.ipynb #e1c9dc28
-def turns(*texts:str) -> list[dict]:
-    "Alternate `texts` into human/gpt turns, adding `<image>` to the first human turn if it is missing."
+def turns(*texts:str, images:int=1) -> list[dict]:
+    "Alternate `texts` into human/gpt turns; `images` `<image>` placeholders go before the first question when it has none (0: text-only)."
     convs = [{"from": HUMAN if i % 2 == 0 else GPT, "value": t} for i, t in enumerate(texts)]
-    if convs and IMAGE_TOKEN not in convs[0]["value"]: convs[0]["value"] = f"{IMAGE_TOKEN}\n{convs[0]['value']}"
+    first = convs[0]["value"] if convs else ""
+    if images and IMAGE_TOKEN not in first and VIDEO_TOKEN not in first: convs[0]["value"] = f"{IMAGE_TOKEN}\n" * images + first
     return convs
 
+# %% ../nbs/05_core.ipynb #92fbb6a5
+def record_images(rec:dict) -> list[str]:
+    "The image paths of `rec`, in placeholder order: `[]` for a text-only or video record."
+    im = rec.get("image")
+    return [] if im is None else [im] if isinstance(im, str) else list(im)
+
+# %% ../nbs/05_core.ipynb #92a6bc7a
+def record_video(rec:dict) -> str|list[str]|None:
+    "The video of `rec`: a file path, a list of frame paths, or None."
+    return rec.get("video")
+
+# %% ../nbs/05_core.ipynb #bceadd52
+def record_shape(rec:dict) -> str:
+    "`'text'`, `'image'`, `'images'` (two or more) or `'video'`."
+    if rec.get("video") is not None: return "video"
+    n = len(record_images(rec))
+    return "text" if n == 0 else "image" if n == 1 else "images"
+
+# %% ../nbs/05_core.ipynb #645de684
+def record_files(rec:dict) -> list[str]:
+    "Every file `rec` refers to, relative to the image root: its images, then its video file or frames."
+    v = record_video(rec)
+    return record_images(rec) + ([] if v is None else [v] if isinstance(v, str) else list(v))
+
 # %% ../nbs/05_core.ipynb #55435ff9
-def validate_record(rec:dict, image_root:str|Path|None=None, check_exists:bool=False) -> dict:
-    "Check `rec` against the schema (and, given `image_root`, that its image stays inside it); return `rec` or raise `RecordError`."
-    rid = rec.get("id") if isinstance(rec, dict) else None
-    def bad(msg): raise RecordError(f"record {rid!r}: {msg}")
-    if not isinstance(rec, dict): raise RecordError(f"record must be a JSON object, got {type(rec).__name__}")
-    if not isinstance(rid, str) or not rid: bad("'id' must be a non-empty string")
-    if not isinstance(rec.get("image"), str) or not rec["image"]: bad("'image' must be a path relative to the image root")
-    convs = rec.get("conversations")
+def _check_paths(value, what:str, bad):
+    "A path, or a non-empty list of them."
+    ok = (isinstance(value, str) and value) or (isinstance(value, list) and value and all(isinstance(p, str) and p for p in value))
+    if not ok: bad(f"'{what}' must be a path relative to the image root, or a non-empty list of them (got {value!r})")
+
+def _check_turns(convs, bad):
     if not isinstance(convs, list) or len(convs) < 2: bad("'conversations' must be a list of at least one human and one gpt turn")
     for i, t in enumerate(convs):
         if not isinstance(t, dict) or set(t) < {"from", "value"}: bad(f"turn {i} must have 'from' and 'value'")
         want = HUMAN if i % 2 == 0 else GPT
         if t["from"] != want: bad(f"turn {i} is from {t['from']!r}, expected {want!r} (turns alternate, human first)")
         if not isinstance(t["value"], str) or not t["value"].strip(): bad(f"turn {i} is empty")
-    n_img = sum(t["value"].count(IMAGE_TOKEN) for t in convs)
-    if n_img != 1 or IMAGE_TOKEN not in convs[0]["value"]:
-        bad(f"exactly one {IMAGE_TOKEN} is required, in the first human turn (found {n_img})")
+        if t["from"] == GPT and (IMAGE_TOKEN in t["value"] or VIDEO_TOKEN in t["value"]):
+            bad(f"turn {i} is an answer holding a placeholder; {IMAGE_TOKEN} and {VIDEO_TOKEN} go in human turns")
+
+def _check_placeholders(rec:dict, bad):
+    "As many `<image>` as images, in human turns; one `<video>` with a video."
+    text = "".join(t["value"] for t in rec["conversations"])
+    n_img, n_vid, n_files = text.count(IMAGE_TOKEN), text.count(VIDEO_TOKEN), len(record_images(rec))
+    if n_img != n_files:
+        bad(f"it has {n_files} image(s) and {n_img} {IMAGE_TOKEN} placeholder(s); each image needs one placeholder, in order"
+            + (" (a text-only record has neither)" if n_files == 0 else ""))
+    want_vid = int(rec.get("video") is not None)
+    if n_vid != want_vid: bad(f"{'a video record needs exactly one' if want_vid else 'no video is given for its'} {VIDEO_TOKEN} placeholder (found {n_vid})")
+
+def validate_record(rec:dict, image_root:str|Path|None=None, check_exists:bool=False) -> dict:
+    "Check `rec` against the schema (and, given `image_root`, that its files stay inside it); return `rec` or raise `RecordError`."
+    rid = rec.get("id") if isinstance(rec, dict) else None
+    def bad(msg): raise RecordError(f"record {rid!r}: {msg}")
+    if not isinstance(rec, dict): raise RecordError(f"record must be a JSON object, got {type(rec).__name__}")
+    if not isinstance(rid, str) or not rid: bad("'id' must be a non-empty string")
+    for key in ("image", "video"):
+        if rec.get(key) is not None: _check_paths(rec[key], key, bad)
+    if rec.get("image") is not None and rec.get("video") is not None: bad("a record has images or a video, not both")
+    _check_turns(rec.get("conversations"), bad)
+    _check_placeholders(rec, bad)
     if not isinstance(rec.get("meta", {}), dict): bad("'meta' must be an object")
-    if image_root is not None: resolve_image(image_root, rec["image"], check_exists=check_exists, rid=rid)
+    if image_root is not None:
+        for f in record_files(rec): resolve_image(image_root, f, check_exists=check_exists, rid=rid)
     return rec
 
 # %% ../nbs/05_core.ipynb #865bb960
@@ -186,73 +235,6 @@ def load_image_rows(path:str|Path) -> list[dict]:
     try: return [validate_image_row(r) for r in read_jsonl(path, strict=True)]
     except RecordError as e: raise RecordError(f"{path}: {e}") from None
 
-# %% ../nbs/05_core.ipynb #93549391
-def to_messages(rec:dict) -> dict:
-    "Convert a schema record to the HF messages format (`<image>` becomes an image content part)."
-    msgs = []
-    for t in rec["conversations"]:
-        role = "user" if t["from"] == HUMAN else "assistant"
-        content, text = [], t["value"]
-        if IMAGE_TOKEN in text:
-            content.append({"type": "image"})
-            text = text.replace(IMAGE_TOKEN, "").strip()
-        content.append({"type": "text", "text": text})
-        msgs.append({"role": role, "content": content})
-    return {"id": rec["id"], "images": [rec["image"]], "messages": msgs, "meta": rec.get("meta", {})}
-
-# %% ../nbs/05_core.ipynb #36c8550c
-def from_messages(sample:dict, id:str|None=None) -> dict:
-    "Convert an HF messages sample back to a schema record (system turns go to `meta['system']`)."
-    convs, meta = [], dict(sample.get("meta") or {})
-    for m in sample["messages"]:
-        parts = m["content"] if isinstance(m["content"], list) else [{"type": "text", "text": m["content"]}]
-        if m["role"] == "system":
-            meta["system"] = " ".join(p.get("text", "") for p in parts); continue
-        has_img = any(p.get("type") == "image" for p in parts)
-        text = "\n".join(p["text"] for p in parts if p.get("type") == "text")
-        convs.append({"from": HUMAN if m["role"] == "user" else GPT, "value": f"{IMAGE_TOKEN}\n{text}" if has_img else text})
-    images = sample.get("images") or [sample.get("image")]
-    rid = id or sample.get("id") or stable_id(images[0], json.dumps(convs))
-    return {"id": rid, "image": images[0], "conversations": convs, "meta": meta}
-
-# %% ../nbs/05_core.ipynb #a054e536
-def _is_messages(obj) -> bool: return isinstance(obj, dict) and "messages" in obj and "conversations" not in obj
-
-# %% ../nbs/05_core.ipynb #3b092e57
-def load_records(path:str|Path, validate:bool=True) -> list[dict]:
-    "Read records from a LLaVA `.json` list, a `.jsonl` file, or either in HF messages format."
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"no records file at {str(path)!r}")
-    if path.suffix == ".jsonl": rows = read_jsonl(path, strict=True)
-    else:
-        rows = read_json(path)
-        if isinstance(rows, dict): rows = rows.get("records") or rows.get("data") or [rows]
-    recs = [from_messages(r) if _is_messages(r) else r for r in rows]
-    if validate:
-        for r in recs: validate_record(r)
-        seen = set()
-        for r in recs:
-            if r["id"] in seen: raise RecordError(f"record {r['id']!r}: duplicate id in {str(path)!r}")
-            seen.add(r["id"])
-    return recs
-
-# %% ../nbs/05_core.ipynb #5a4c0c83
-def save_records(records:list[dict], path:str|Path, format:str="llava") -> Path:
-    "Atomically write `records`: `.jsonl` gives one per line; `format='messages'` writes the HF messages format."
-    rows = [to_messages(r) for r in records] if format == "messages" else list(records)
-    return write_jsonl(rows, path) if Path(path).suffix == ".jsonl" else write_json(rows, path)
-
-# %% ../nbs/05_core.ipynb #5a318e4b
-def records_to_dataset(records:list[dict]):
-    "A `datasets.Dataset` of records (`meta` stored as a JSON string so heterogeneous lineage fits one column type)."
-    from datasets import Dataset
-    return Dataset.from_list([{**r, "meta": json.dumps(r.get("meta", {}), ensure_ascii=False)} for r in records])
-
-# %% ../nbs/05_core.ipynb #031a2481
-def dataset_to_records(ds) -> list[dict]:
-    "Inverse of `records_to_dataset`."
-    return [{**r, "meta": json.loads(r["meta"]) if isinstance(r.get("meta"), str) else (r.get("meta") or {})} for r in ds]
-
 # %% ../nbs/05_core.ipynb #c14f469b
 def stable_id(*parts, n:int=16) -> str:
     "A short, stable hex id from `parts` (SHA-1 of their string forms)."
@@ -267,6 +249,123 @@ def file_sha1(path:str|Path, chunk:int=1 << 20) -> str:
     with open(path, "rb") as f:
         for b in iter(lambda: f.read(chunk), b""): h.update(b)
     return h.hexdigest()
+
+# %% ../nbs/05_core.ipynb #93549391
+_PLACEHOLDER = re.compile(f"({re.escape(IMAGE_TOKEN)}|{re.escape(VIDEO_TOKEN)})")
+
+def _content_parts(text:str) -> list[dict]:
+    "Text and placeholders of a turn as content parts, in order (text stripped, empty pieces dropped)."
+    parts = []
+    for piece in _PLACEHOLDER.split(text):
+        if piece == IMAGE_TOKEN: parts.append({"type": "image"})
+        elif piece == VIDEO_TOKEN: parts.append({"type": "video"})
+        elif piece.strip(): parts.append({"type": "text", "text": piece.strip()})
+    return parts
+
+def to_messages(rec:dict) -> dict:
+    "Convert a schema record to the HF messages format (each `<image>` / `<video>` becomes a content part in its place)."
+    msgs = [{"role": "user" if t["from"] == HUMAN else "assistant", "content": _content_parts(t["value"])} for t in rec["conversations"]]
+    v = record_video(rec)
+    return {"id": rec["id"], "images": record_images(rec), **({"videos": [v]} if v is not None else {}), "messages": msgs,
+            "meta": rec.get("meta", {})}
+
+# %% ../nbs/05_core.ipynb #36c8550c
+def _shape_keys(images:list, videos:list, rid) -> dict:
+    "The record's `image` / `video` keys from lists of them (one image is written as a string)."
+    if len(videos) > 1: raise RecordError(f"record {rid!r}: {len(videos)} videos; a record holds one video (split it into one record per video)")
+    out = {"image": images[0] if len(images) == 1 else list(images)} if images else {}
+    return {**out, "video": videos[0]} if videos else out
+
+def _part_text(p:dict) -> str:
+    return {"image": IMAGE_TOKEN, "video": VIDEO_TOKEN}.get(p.get("type"), p.get("text", ""))
+
+def from_messages(sample:dict, id:str|None=None) -> dict:
+    "Convert an HF messages sample back to a schema record (system turns go to `meta['system']`)."
+    convs, meta = [], dict(sample.get("meta") or {})
+    for m in sample["messages"]:
+        parts = m["content"] if isinstance(m["content"], list) else [{"type": "text", "text": m["content"]}]
+        if m["role"] == "system":
+            meta["system"] = " ".join(p.get("text", "") for p in parts); continue
+        convs.append({"from": HUMAN if m["role"] == "user" else GPT, "value": "\n".join(_part_text(p) for p in parts)})
+    images = sample.get("images") or ([sample["image"]] if sample.get("image") else [])
+    rid = id or sample.get("id") or stable_id(json.dumps(images), json.dumps(convs))
+    return {"id": rid, **_shape_keys(images, sample.get("videos") or [], rid), "conversations": convs, "meta": meta}
+
+# %% ../nbs/05_core.ipynb #a054e536
+def _is_messages(obj) -> bool: return isinstance(obj, dict) and "messages" in obj and "conversations" not in obj
+
+_ROLES = {"human": HUMAN, "user": HUMAN, "gpt": GPT, "assistant": GPT}
+
+def from_sharegpt(row:dict) -> dict:
+    "A LLaVA or ShareGPT row as a schema record: `images`/`videos` lists, user/assistant names, system turns, missing ids."
+    if not isinstance(row, dict) or not isinstance(row.get("conversations"), list): return row  # validation names the problem
+    rid = row.get("id")
+    rid = str(rid) if isinstance(rid, int) else rid or stable_id(json.dumps(row, sort_keys=True, ensure_ascii=False))
+    meta, convs = dict(row.get("meta") or {}), []
+    if isinstance(row.get("system"), str) and row["system"]: meta["system"] = row["system"]
+    for t in row["conversations"]:
+        if isinstance(t, dict) and t.get("from") == "system": meta["system"] = t.get("value", ""); continue
+        convs.append({**t, "from": _ROLES.get(t.get("from"), t.get("from"))} if isinstance(t, dict) else t)
+    rec = {k: v for k, v in row.items() if k not in ("images", "videos", "system")}
+    if "images" in row or "videos" in row: rec.update(_shape_keys(row.get("images") or [], row.get("videos") or [], rid))
+    rec.update(id=rid, conversations=convs, meta=meta)
+    text = "".join(t["value"] for t in convs if isinstance(t, dict) and isinstance(t.get("value"), str))
+    if rec.get("video") is not None and "image" not in rec and VIDEO_TOKEN not in text and text.count(IMAGE_TOKEN) == 1:
+        rec["conversations"] = [{**t, "value": t["value"].replace(IMAGE_TOKEN, VIDEO_TOKEN)} for t in convs]  # LLaVA-Video's files
+    return rec
+
+def to_sharegpt(rec:dict) -> dict:
+    "A schema record as LLaMA-Factory's ShareGPT row (`images` / `videos` lists, `system` at the top)."
+    meta, v = dict(rec.get("meta") or {}), record_video(rec)
+    system = meta.pop("system", None)
+    return {"id": rec["id"], "conversations": rec["conversations"], **({"system": system} if system else {}),
+            "images": record_images(rec), **({"videos": [v]} if v is not None else {}), "meta": meta}
+
+# %% ../nbs/05_core.ipynb #3b092e57
+def load_records(path:str|Path, validate:bool=True) -> list[dict]:
+    "Read records from a LLaVA or ShareGPT `.json` list, a `.jsonl` file, or either in HF messages format."
+    path = Path(path)
+    if not path.exists(): raise FileNotFoundError(f"no records file at {str(path)!r}")
+    if path.suffix == ".jsonl": rows = read_jsonl(path, strict=True)
+    else:
+        rows = read_json(path)
+        if isinstance(rows, dict): rows = rows.get("records") or rows.get("data") or [rows]
+    recs = [from_messages(r) if _is_messages(r) else from_sharegpt(r) for r in rows]
+    if validate:
+        for r in recs: validate_record(r)
+        seen = set()
+        for r in recs:
+            if r["id"] in seen: raise RecordError(f"record {r['id']!r}: duplicate id in {str(path)!r}")
+            seen.add(r["id"])
+    return recs
+
+# %% ../nbs/05_core.ipynb #5a4c0c83
+RECORD_FORMATS = {"llava": lambda r: r, "sharegpt": to_sharegpt, "messages": to_messages}
+
+def save_records(records:list[dict], path:str|Path, format:str="llava") -> Path:
+    "Atomically write `records`: `.jsonl` gives one per line; `format` is `llava`, `sharegpt` or `messages` (HF)."
+    if format not in RECORD_FORMATS: raise ValueError(f"unknown records format {format!r}; use one of {list(RECORD_FORMATS)}")
+    rows = [RECORD_FORMATS[format](r) for r in records]
+    return write_jsonl(rows, path) if Path(path).suffix == ".jsonl" else write_json(rows, path)
+
+# %% ../nbs/05_core.ipynb #5a318e4b
+_JSON_COLUMNS = ("image", "video", "meta")
+
+def records_to_dataset(records:list[dict]):
+    "A `datasets.Dataset` of records (`image`, `video` and `meta` stored as JSON strings, so every shape fits one column type)."
+    from datasets import Dataset
+    return Dataset.from_list([{**r, **{k: json.dumps(r.get(k, {} if k == "meta" else None), ensure_ascii=False) for k in _JSON_COLUMNS}}
+                              for r in records])
+
+# %% ../nbs/05_core.ipynb #031a2481
+def dataset_to_records(ds) -> list[dict]:
+    "Inverse of `records_to_dataset`."
+    out = []
+    for r in ds:
+        vals = {k: json.loads(r[k]) if isinstance(r.get(k), str) else r.get(k) for k in _JSON_COLUMNS}
+        rec = {k: v for k, v in r.items() if k not in _JSON_COLUMNS}
+        out.append({**rec, **{k: vals[k] for k in ("image", "video") if vals[k] is not None}, "meta": vals["meta"] or {}})
+    return out
 
 # %% ../nbs/05_core.ipynb #3c72ab74
 class ConfigError(ValueError):
