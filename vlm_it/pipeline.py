@@ -14,10 +14,10 @@ from .core import (opt, load_config, read_yaml, read_jsonl, write_json, write_js
                          ConfigError, METADATA_FILE, ANNOTATIONS_FILE, FILTER_REPORT)
 
 # %% auto #0
-__all__ = ['SYNTH_COLOURS', 'SYNTH_SHAPES', 'STAGES', 'HEADLINE', 'DEMO_SETTINGS', 'SMALL', 'synthetic_image',
-           'make_synthetic_sample', 'PipelineConfig', 'stage_config', 'run_layout', 'preprocess_stage',
-           'autolabel_stage', 'filter_stage', 'pretrain_stage', 'train_stage', 'evaluate_stage', 'run_pipeline',
-           'headline', 'DemoConfig', 'demo_settings', 'demo', 'format_summary']
+__all__ = ['SYNTH_COLOURS', 'SYNTH_SHAPES', 'RECORDS_FILE', 'SHORT_ANSWER', 'STAGES', 'HEADLINE', 'DEMO_SETTINGS', 'SMALL',
+           'synthetic_image', 'make_synthetic_sample', 'synthetic_records', 'PipelineConfig', 'stage_config',
+           'run_layout', 'preprocess_stage', 'autolabel_stage', 'filter_stage', 'pretrain_stage', 'train_stage',
+           'evaluate_stage', 'run_pipeline', 'headline', 'DemoConfig', 'demo_settings', 'demo', 'format_summary']
 
 # %% ../nbs/17_pipeline.ipynb #45cc5d2b
 SYNTH_COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (235, 210, 30),
@@ -50,9 +50,11 @@ def synthetic_image(rng, size:int=128):
     return img, f"A {colour} {shape} {where}.", [{"category": shape, "bbox": [x0, y0, w, w]}]
 
 # %% ../nbs/17_pipeline.ipynb #bcc2537c
-def make_synthetic_sample(out_dir:str|Path, n_train:int=800, n_test:int=60, size:int=128, seed:int=0) -> Path:
-    "Write a deterministic sample of shape images in the imagefolder layout: `out_dir/{train,test}/` with `metadata.jsonl`."
+def make_synthetic_sample(out_dir:str|Path, n_train:int=800, n_test:int=60, size:int=128, seed:int=0, records_share:float=0.1) -> Path:
+    "Write a deterministic sample in the imagefolder layout, `out_dir/{train,test}/` with `metadata.jsonl`, plus `records.json`:"
+    "two-image and text-only records, `records_share` of the image count each."
     import random
+    from vlm_it.core import save_records
     out_dir, rng = Path(out_dir), random.Random(seed)
     for split, n in [("train", n_train), ("test", n_test)]:
         rows = []
@@ -62,7 +64,47 @@ def make_synthetic_sample(out_dir:str|Path, n_train:int=800, n_test:int=60, size
             with atomic_write(out_dir/split/name, "wb") as f: img.save(f, format="PNG")
             rows.append({"file_name": name, "text": caption, "objects": objects})
         write_jsonl(rows, out_dir/split/METADATA_FILE)
+        k = round(n * records_share)
+        save_records(synthetic_records(rows, k, k, seed=rng.randint(0, 2**31)), out_dir/split/RECORDS_FILE)
     return out_dir
+
+# %% ../nbs/17_pipeline.ipynb #7aa6f0e5
+RECORDS_FILE = "records.json"  # the raw sample's conversation records, beside its images
+SHORT_ANSWER = "Answer the question using a single word or phrase."  # LLaVA-1.5's short-answer prompt, as the labeler writes it
+_WARM = {"red", "yellow", "orange"}
+_CORNERS = {"circle": "none", "square": "four", "triangle": "three"}
+
+def _text_only_facts(rng) -> tuple[str, str]:
+    "One text-only question about the sample's colours or shapes and its one-word answer."
+    if rng.random() < 0.5:
+        c = rng.choice(list(SYNTH_COLOURS))
+        q = rng.choice(["Is {} a warm or a cool colour?", "Would you call {} a warm colour or a cool one?", "Warm or cool: {}?"]).format(c)
+        return q, "warm" if c in _WARM else "cool"
+    s = rng.choice(SYNTH_SHAPES)
+    q = rng.choice(["How many corners does a {} have?", "Count the corners of a {}.", "A {} has how many corners?"]).format(s)
+    return q, _CORNERS[s]
+
+# %% ../nbs/17_pipeline.ipynb #815c8c9e
+def _pair_facts(rng, a:dict, b:dict) -> tuple[str, str]:
+    "One question about two images (metadata rows `a`, `b`) and its answer."
+    colour, shape = b["text"].split()[1], b["objects"][0]["category"]
+    if rng.random() < 0.5: return "What colour is the shape in the second image?", colour
+    return "Do the two images show the same shape?", "yes" if a["objects"][0]["category"] == shape else "no"
+
+def synthetic_records(rows:list[dict], n_pairs:int, n_text:int, seed:int=0) -> list[dict]:
+    "Two-image and text-only records for a split whose image metadata is `rows`."
+    import random
+    from vlm_it.core import make_record, turns
+    rng, recs = random.Random(seed), []
+    for i in range(n_pairs):
+        a, b = rng.sample(rows, 2)
+        q, ans = _pair_facts(rng, a, b)
+        recs.append(make_record(f"pair-{i:04d}", [a["file_name"], b["file_name"]], turns(f"{q}\n{SHORT_ANSWER}", ans, images=2),
+                                task="compare", answer_type="colour" if "colour" in q else "existence"))
+    for i in range(n_text):
+        q, ans = _text_only_facts(rng)
+        recs.append(make_record(f"text-{i:04d}", None, turns(f"{q}\n{SHORT_ANSWER}", ans, images=0), task="text", answer_type="choice"))
+    return recs
 
 # %% ../nbs/17_pipeline.ipynb #15bfbd6a
 STAGES = ("preprocess", "autolabel", "filter", "pretrain", "train", "evaluate")
