@@ -617,12 +617,13 @@ def token_length_stats(records:list[dict], tokenizer:str, image_root=None) -> di
         msgs = to_messages(r)["messages"]
         text = proc.apply_chat_template(msgs, tokenize=False) if template else " ".join(t["value"] for t in r["conversations"])
         samples.append(count(text))
-    if records and image_root is not None and hasattr(proc, "image_processor") and template:
-        msgs = to_messages(records[0])["messages"]
+    one = next((r for r in records if record_shape(r) == "image"), None)  # measured on a one-image record
+    if one is not None and image_root is not None and hasattr(proc, "image_processor") and template:
+        msgs = to_messages(one)["messages"]
         text = proc.apply_chat_template(msgs, tokenize=False)
-        with Image.open(Path(image_root) / records[0]["image"]) as im:
+        with Image.open(Path(image_root) / one["image"]) as im:
             ids = proc(images=[im.convert("RGB")], text=[text], return_tensors="np")["input_ids"][0]
         image_tokens = max(0, len(ids) - len(tok(text)["input_ids"]))  # the processor's expansion of the placeholder
-    longest = (max(samples) if samples else 0) + (image_tokens or 0)
+    longest = max((s + len(record_images(r)) * (image_tokens or 0) for s, r in zip(samples, records)), default=0)  # each image adds its tokens
     return {"tokenizer": str(tokenizer), "caption_tokens": _summary(answers), "sample_text_tokens": _summary(samples),
             "tokens_added_per_image": image_tokens, "suggested_max_length": 64 * math.ceil(longest / 64) if longest else None}
