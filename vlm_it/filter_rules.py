@@ -10,7 +10,7 @@ import difflib, re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .core import COCO_CATEGORIES, COLOURS, ConfigError, IMAGE_TOKEN, RecordError, validate_record
+from .core import COCO_CATEGORIES, COLOURS, ConfigError, IMAGE_TOKEN, RecordError, VIDEO_TOKEN, validate_record
 
 # %% auto #0
 __all__ = ['REFUSAL_PATTERNS', 'ALIASES', 'NUMBER_WORDS', 'NEGATION', 'passed', 'failed', 'skipped', 'is_usable', 'qa_pairs',
@@ -41,14 +41,14 @@ def is_usable(rec) -> bool:
 
 # %% ../nbs/19_filter_rules.ipynb #8e2dd256
 def qa_pairs(rec:dict) -> list[tuple[str, str]]:
-    "(question, answer) pairs of a record, `<image>` removed."
-    vals = [t["value"].replace(IMAGE_TOKEN, "").strip() for t in rec["conversations"]]
+    "(question, answer) pairs of a record, `<image>` and `<video>` placeholders removed."
+    vals = [t["value"].replace(IMAGE_TOKEN, "").replace(VIDEO_TOKEN, "").strip() for t in rec["conversations"]]
     return list(zip(vals[0::2], vals[1::2]))
 
 # %% ../nbs/19_filter_rules.ipynb #ba02462c
 def normalize(text:str) -> str:
     "Lower-case words without punctuation, single-spaced (curly apostrophes made straight)."
-    text = text.lower().replace("\u2019", "'").replace(IMAGE_TOKEN, " ")
+    text = text.lower().replace("\u2019", "'").replace(IMAGE_TOKEN, " ").replace(VIDEO_TOKEN, " ")
     return " ".join(re.findall(r"[a-z0-9']+", text))
 
 # %% ../nbs/19_filter_rules.ipynb #bd9a2351
@@ -66,7 +66,7 @@ def per_record(check):
 
 # %% ../nbs/19_filter_rules.ipynb #05b65ff1
 def check_format(records:list, cfg, todo:list[bool]) -> list[dict]:
-    "Schema of each record, an answer last, unique ids, and the image present under `image_root`."
+    "Schema of each record, an answer last, unique ids, and its files (images, video, frames) present under `image_root`."
     out, seen = [], set()
     for rec, t in zip(records, todo):
         if not t: out.append(skipped("not evaluated")); continue

@@ -10,7 +10,7 @@ import dataclasses, hashlib, json, re, time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .core import (ANNOTATIONS_FILE, ConfigError, FILTER_REPORT, HUMAN, IMAGE_TOKEN,
+from .core import (ANNOTATIONS_FILE, ConfigError, FILTER_REPORT, HUMAN, IMAGE_TOKEN, VIDEO_TOKEN, record_shape,
     REJECTED_FILE, RecordError, config_to_dict, get_logger, load_records, opt, progress, read_jsonl, resolve_image,
     stable_id, write_json, write_jsonl)
 from .filter_rules import (check_degenerate, check_format, check_grounding, check_length, check_refusal, failed,
@@ -23,9 +23,10 @@ log = get_logger("filtering")
 
 # %% auto #0
 __all__ = ['log', 'ALL_RULES', 'DEFAULT_RULES', 'FILTER_FUNNEL', 'JUDGE_LEDGER', 'REVIEW_SYSTEM', 'RULES', 'PHASES',
-           'FilterConfig', 'eval_image_paths', 'check_contamination', 'shingles', 'ImageMatch', 'check_duplicates',
-           'check_clip_score', 'review_messages', 'parse_judge_score', 'check_llm_judge', 'run_rules', 'funnel_counts',
-           'check_image_root', 'filter_annotations', 'strip_verdicts', 'all_records']
+           'FilterConfig', 'picture_files', 'no_pictures', 'eval_image_paths', 'check_contamination', 'shingles',
+           'ImageMatch', 'check_duplicates', 'check_clip_score', 'review_messages', 'parse_judge_score',
+           'check_llm_judge', 'run_rules', 'funnel_counts', 'check_image_root', 'filter_annotations', 'strip_verdicts',
+           'all_records']
 
 # %% ../nbs/02_filter.ipynb #5a99c785
 ALL_RULES = ["format", "length", "refusal", "degenerate", "grounding", "contamination", "duplicates", "clip_score", "llm_judge"]
@@ -77,14 +78,25 @@ class FilterConfig:
     judge_on_error: str = opt("keep", "llm_judge: what to do with a record the judge could not score: keep or drop")
     judge_ledger: str = opt(None, "llm_judge: cache of judge replies (default: OUTPUT/judge_ledger.jsonl)")
 
+# %% ../nbs/02_filter.ipynb #a969ef6c
+def picture_files(rec) -> list[str]:
+    "The still images of `rec`, as written: its images in placeholder order, or its video's frames (none for text-only or a video file)."
+    im, v = rec.get("image"), rec.get("video")
+    files = ([im] if isinstance(im, str) else list(im) if isinstance(im, list) else []) + (list(v) if isinstance(v, list) else [])
+    return [f for f in files if isinstance(f, str)]
+
+def no_pictures(rec) -> str:
+    "Why a record without pictures is not evaluated by a rule that compares images."
+    return "not evaluated: a video file (only images and frames are compared)" if isinstance(rec.get("video"), str) else "not evaluated: text-only"
+
 # %% ../nbs/02_filter.ipynb #3f8445ac
 def eval_image_paths(cfg:FilterConfig) -> list[Path]:
-    "Files of the evaluation set named by `eval_images` (a folder, or a records file whose images are under `eval_image_root`)."
+    "Files of the evaluation set named by `eval_images` (a folder, or a records file: every image and frame of every record, under `eval_image_root`)."
     src = Path(cfg.eval_images)
     if src.is_dir(): return sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
     if not src.exists(): raise FileNotFoundError(f"eval_images {str(src)!r} does not exist; give a folder of images or a records file")
     root = cfg.eval_image_root or src.parent
-    return sorted({resolve_image(root, r["image"]) for r in load_records(src, validate=False) if isinstance(r, dict) and r.get("image")})
+    return sorted({resolve_image(root, f) for r in load_records(src, validate=False) if isinstance(r, dict) for f in picture_files(r)})
 
 # %% ../nbs/02_filter.ipynb #e99ffc6e
 def _pictures(cfg:FilterConfig) -> Pictures:
@@ -93,28 +105,34 @@ def _pictures(cfg:FilterConfig) -> Pictures:
 
 # %% ../nbs/02_filter.ipynb #fa3ce935
 def check_contamination(records:list, cfg:FilterConfig, todo:list[bool]) -> list[dict]:
-    "Training images that are the same picture as an evaluation image (proposed by hash, confirmed by pixels) are dropped."
+    "Records any of whose images (or frames) is the same picture as an evaluation image (proposed by hash, confirmed by pixels) are dropped."
     if not cfg.eval_images: return [skipped("no eval_images given") for _ in records]
     pics = _pictures(cfg)
     refs = {p: fp for p in progress(eval_image_paths(cfg), desc="hashing eval images", leave=False) if isinstance(fp := pics.fingerprint(p), Fingerprint)}
     if not refs: raise ConfigError(f"eval_images={cfg.eval_images!r} holds no readable image")
     facts, paths = {}, {}
-    for rel in {r["image"]: 0 for r, t in zip(records, todo) if t and isinstance(r.get("image"), str)}:
+    for rel in {f: 0 for r, t in zip(records, todo) if t for f in picture_files(r)}:
         try: paths[rel] = resolve_image(cfg.image_root, rel)
         except RecordError: facts[rel] = "cannot read the image (RecordError)"
     facts.update({rel: pics.fingerprint(p) for rel, p in progress(list(paths.items()), desc="hashing images", leave=False)})
     ok, ref_paths = [rel for rel, fp in facts.items() if isinstance(fp, Fingerprint)], list(refs)
     twins = find_twins([facts[rel] for rel in ok], list(refs.values()), lambda k: pics.thumb(paths[ok[k]]), lambda j: pics.thumb(ref_paths[j]), pics.limits)
     found = dict(zip(ok, twins))
-    return [_contamination_verdict(r.get("image"), found, facts, ref_paths) if t else skipped("not evaluated") for r, t in zip(records, todo)]
+    return [_contamination_verdict(r, found, facts, ref_paths) if t else skipped("not evaluated") for r, t in zip(records, todo)]
 
 # %% ../nbs/02_filter.ipynb #e6056977
-def _contamination_verdict(rel, found:dict, facts:dict, ref_paths:list[Path]) -> dict:
-    "The verdict of one record from `find_twins`' answer for its image."
-    if rel not in found: return skipped(facts[rel] if isinstance(facts.get(rel), str) else "not evaluated")
-    near, d, twin = found[rel]
-    if twin: return failed(f"the image is the same picture as eval image {ref_paths[twin[0]].name} (hash distance {twin[1]}, pixel distance {twin[2]})", twin[1])
-    return passed(value=d)
+def _contamination_verdict(rec:dict, found:dict, facts:dict, ref_paths:list[Path]) -> dict:
+    "The verdict of one record from `find_twins`' answers for its images: failed when any of them has an eval twin."
+    files = picture_files(rec)
+    if not files: return skipped(no_pictures(rec))
+    noun = "frame" if isinstance(rec.get("video"), list) else "image"
+    for k, rel in enumerate(files):
+        if rel in found and (twin := found[rel][2]):
+            what = f"{noun} {k + 1} ({rel})" if len(files) > 1 else "the image"
+            return failed(f"{what} is the same picture as eval image {ref_paths[twin[0]].name} (hash distance {twin[1]}, pixel distance {twin[2]})", twin[1])
+    if missing := [rel for rel in files if rel not in found]:
+        return skipped(facts[missing[0]] if isinstance(facts.get(missing[0]), str) else "not evaluated")
+    return passed(value=min(found[rel][1] for rel in files))
 
 # %% ../nbs/02_filter.ipynb #f37ca826
 def shingles(text:str, n:int) -> set[str]:
@@ -124,15 +142,15 @@ def shingles(text:str, n:int) -> set[str]:
 
 # %% ../nbs/02_filter.ipynb #dc21c8cd
 class ImageMatch:
-    "The picture each record shows: the same file, or (scope `image`) a confirmed copy of an earlier picture, shares its id."
+    "The pictures each record shows: the same files, or (scope `image`) confirmed copies of earlier pictures, share one id."
     def __init__(self, records:list, cfg:FilterConfig):
         self.records, self.cfg, self.pics = records, cfg, _pictures(cfg)
         # one index of distinct pictures, so a record is compared with the few pictures its hash proposes, not with every record
         self.near, self.of_path, self.of_record = NearDupIndex(cfg.max_hash_distance), {}, {}
 
-    def _path(self, i:int):
-        try: return resolve_image(self.cfg.image_root, self.records[i]["image"])
-        except (RecordError, TypeError, KeyError): return None
+    def _path(self, rel):
+        try: return resolve_image(self.cfg.image_root, rel)
+        except (RecordError, TypeError): return None
 
     def _picture_of(self, path):
         fp = self.pics.fingerprint(path)
@@ -141,28 +159,49 @@ class ImageMatch:
         if not isinstance(fp, str): self.near.add(fp.hash, fp.mean, path)
         return path
 
+    def _pictures_of(self, i:int):
+        r, ids = self.records[i], []
+        if isinstance(r.get("video"), str): return ("video", self._path(r["video"]) or ("record", i))  # the same file
+        if not (files := picture_files(r)): return ("text",)  # text-only records compare by their text alone
+        for rel in files:
+            path = self._path(rel)
+            if path is None: return ("record", i)  # an unreadable path matches nothing
+            if path not in self.of_path: self.of_path[path] = self._picture_of(path)
+            ids.append(self.of_path[path])
+        return ("frames" if isinstance(r.get("video"), list) else "images", *ids)
+
     def picture(self, i:int):
-        "The picture id of record `i`'s image (every record is one picture under scope `dataset`)."
+        "The id of record `i`'s pictures, all of them in order (every record is one picture under scope `dataset`)."
         if self.cfg.dedup_scope == "dataset": return "any"
-        if i not in self.of_record:
-            path = self._path(i)
-            if path is not None and path not in self.of_path: self.of_path[path] = self._picture_of(path)
-            self.of_record[i] = self.of_path[path] if path is not None else ("record", i)
+        if i not in self.of_record: self.of_record[i] = self._pictures_of(i)
         return self.of_record[i]
 
     def how(self, i:int, j:int) -> str:
-        "How record `i`'s image relates to that of record `j` (same picture)."
+        "How record `i`'s images relate to those of record `j` (same pictures)."
         if self.cfg.dedup_scope == "dataset": return "any image"
-        if self.records[i].get("image") == self.records[j].get("image"): return "same image"
-        same, d, pd = self.pics.same(self._path(i), self._path(j))
-        return f"same picture: hash distance {d}, pixel distance {pd}" if same else "same picture (through a third copy)"
+        a, b = self.records[i], self.records[j]
+        if isinstance(a.get("video"), str): return "same video"
+        fa, fb = picture_files(a), picture_files(b)
+        if not fa: return "no image"
+        noun = "frame" if isinstance(a.get("video"), list) else "image"
+        if fa == fb: return "same image" if len(fa) == 1 and noun == "image" else f"same {noun}s"
+        if len(fa) == 1:
+            same, d, pd = self.pics.same(self._path(fa[0]), self._path(fb[0]))
+            return f"same picture: hash distance {d}, pixel distance {pd}" if same else "same picture (through a third copy)"
+        parts = []
+        for k, (x, y) in enumerate(zip(fa, fb)):
+            if x == y: continue
+            same, d, pd = self.pics.same(self._path(x), self._path(y))
+            parts.append(f"{noun} {k + 1}: " + (f"hash distance {d}, pixel distance {pd}" if same else "through a third copy"))
+        return "same pictures: " + "; ".join(parts)
 
 # %% ../nbs/02_filter.ipynb #d924d222
 def _duplicate_verdict(records:list, hit:tuple[int, str], text:str, similarity:float|None=None) -> dict:
     "The failed verdict of a record that repeats kept record `hit[0]`; `text` is 'exact' or 'near'."
     rid, how = records[hit[0]].get("id"), hit[1]
     why = f"exact duplicate of {rid!r}" if text == "exact" else f"near-duplicate of {rid!r} (similarity {similarity:.2f})"
-    if how.startswith("same picture"): why += f", a copy of its image ({how})"
+    if how.startswith("same pictures"): why += f", copies of its images ({how})"
+    elif how.startswith("same picture"): why += f", a copy of its image ({how})"
     return failed(why, rid, kind=f"{text} text, {how.split(':')[0]}")
 
 # %% ../nbs/02_filter.ipynb #0b9652d8
@@ -191,23 +230,35 @@ def check_duplicates(records:list, cfg:FilterConfig, todo:list[bool]) -> list[di
     return out
 
 # %% ../nbs/02_filter.ipynb #e67ff739
+def _clip_verdict(each:list[float], cfg:FilterConfig, noun:str) -> dict:
+    "The verdict of one record from the CLIP scores of its images: their mean against `clip_threshold`."
+    sc = round(sum(each) / len(each), 4)
+    many = f" (the mean of {len(each)} {noun}s: {', '.join(f'{x:.3f}' for x in each)})" if len(each) > 1 else ""
+    if sc < cfg.clip_threshold: return failed(f"CLIP similarity {sc:.3f}{many} is below {cfg.clip_threshold}", sc)
+    return passed(many.strip(" ()") or None, value=sc)
+
 def check_clip_score(records:list, cfg:FilterConfig, todo:list[bool]) -> list[dict]:
-    "Image-answer CLIP similarity at least `clip_threshold`."
+    "Image-answer CLIP similarity at least `clip_threshold` (the mean over a record's images or frames)."
     if not cfg.clip_model: raise ConfigError("rule clip_score needs clip_model (a CLIP folder or hub id), or remove it from rules")
     from PIL import Image
     out = [skipped("not scored: already rejected") for _ in records]
-    idx = [i for i, t in enumerate(todo) if t]
+    idx = []
+    for i, t in enumerate(todo):
+        if t and not picture_files(records[i]): out[i] = skipped(no_pictures(records[i]))
+        elif t: idx.append(i)
     for s in progress(range(0, len(idx), cfg.clip_batch_size), desc="clip_score", leave=False):
-        batch, imgs = [], []
+        batch, imgs, texts = [], [], []
         for i in idx[s:s+cfg.clip_batch_size]:
             try:
-                with Image.open(resolve_image(cfg.image_root, records[i]["image"])) as im: imgs.append(im.convert("RGB"))
-                batch.append(i)
-            except (OSError, RecordError) as e: out[i] = skipped(f"cannot read the image ({e.__class__.__name__})")
-        texts = [" ".join(a for _, a in qa_pairs(records[i])) for i in batch]
-        for i, sc in zip(batch, clip_scores(imgs, texts, cfg.clip_model, cfg.clip_batch_size) if batch else []):
-            sc = round(sc, 4)
-            out[i] = passed(value=sc) if sc >= cfg.clip_threshold else failed(f"CLIP similarity {sc:.3f} is below {cfg.clip_threshold}", sc)
+                ims = []
+                for rel in picture_files(records[i]):
+                    with Image.open(resolve_image(cfg.image_root, rel)) as im: ims.append(im.convert("RGB"))
+            except (OSError, RecordError) as e: out[i] = skipped(f"cannot read the image ({e.__class__.__name__})"); continue
+            batch.append((i, len(ims))); imgs += ims
+            texts += [" ".join(a for _, a in qa_pairs(records[i]))] * len(ims)  # each image against the record's answers
+        scores = iter(clip_scores(imgs, texts, cfg.clip_model, cfg.clip_batch_size) if imgs else [])
+        for i, n in batch:
+            out[i] = _clip_verdict([round(next(scores), 4) for _ in range(n)], cfg, "frame" if isinstance(records[i].get("video"), list) else "image")
     return out
 
 # %% ../nbs/02_filter.ipynb #268cf0c1
@@ -215,13 +266,24 @@ REVIEW_SYSTEM = ("You review training data for a vision-language assistant. Rate
     "unhelpful or describing things the image does not contain) to 10 (correct, helpful, faithful to the image). "
     'Reply with JSON only: {"score": <integer 1-10>, "reason": "<one sentence>"}.')
 
+def _judge_text(rec:dict, value:str) -> str:
+    "A turn as the judge reads it: one image's placeholder removed, several numbered `[image k]`, a video's removed."
+    value = value.replace(VIDEO_TOKEN, "")
+    if isinstance(rec.get("image"), list) and len(rec["image"]) > 1:
+        for k in range(len(rec["image"])): value = value.replace(IMAGE_TOKEN, f"[image {k + 1}]", 1)
+    return value.replace(IMAGE_TOKEN, "").strip()
+
 def review_messages(rec:dict) -> list[dict]:
-    "Chat messages asking the judge to score `rec`."
-    meta, lines = meta_of(rec), []
+    "Chat messages asking the judge to score `rec` (any shape: the judge reads text, so it is told what the record shows)."
+    meta, lines, shape = meta_of(rec), [], record_shape(rec)
+    if shape == "text": lines.append("(A text-only conversation: there is no image. Judge correctness, helpfulness and quality.)")
+    if shape == "images": lines.append(f"The conversation is about {len(rec['image'])} images, marked [image 1] to [image {len(rec['image'])}].")
+    if shape == "video": lines.append("The conversation is about a video.")
     if meta.get("captions"): lines.append("Image captions:\n" + "\n".join(f"- {c}" for c in meta["captions"]))
     if meta.get("objects"): lines.append("Objects in the image: " + ", ".join(str(o.get("category")) for o in meta["objects"] if isinstance(o, dict)))
-    if not lines: lines.append("(No description of the image is available; judge plausibility and quality.)")
-    conv = "\n".join(f"{'User' if t['from'] == HUMAN else 'Assistant'}: {t['value'].replace(IMAGE_TOKEN, '').strip()}" for t in rec["conversations"])
+    if shape != "text" and not (meta.get("captions") or meta.get("objects")):
+        lines.append("(No description of the image is available; judge plausibility and quality.)")
+    conv = "\n".join(f"{'User' if t['from'] == HUMAN else 'Assistant'}: {_judge_text(rec, t['value'])}" for t in rec["conversations"])
     return [{"role": "system", "content": REVIEW_SYSTEM}, {"role": "user", "content": "\n\n".join(lines) + f"\n\nConversation:\n{conv}"}]
 
 # %% ../nbs/02_filter.ipynb #b18d9b7b
@@ -249,7 +311,8 @@ def check_llm_judge(records:list, cfg:FilterConfig, todo:list[bool]) -> list[dic
     reqs = []
     for i in idx:
         msgs = review_messages(records[i])
-        reqs.append({"key": "judge-" + stable_id(records[i].get("image"), json.dumps(msgs, ensure_ascii=False)), "messages": msgs, "max_tokens": 128})
+        files = [records[i].get("image")] + ([records[i]["video"]] if records[i].get("video") is not None else [])
+        reqs.append({"key": "judge-" + stable_id(*files, json.dumps(msgs, ensure_ascii=False)), "messages": msgs, "max_tokens": 128})
     res = run_chat_requests(reqs, base_url=cfg.judge_base_url, model=cfg.judge_model, ledger_path=cfg.judge_ledger,
                             api_key_env=cfg.judge_api_key_env, concurrency=cfg.judge_concurrency,
                             max_retries=cfg.judge_max_retries, parse=parse_judge_score) if reqs else []
@@ -302,12 +365,12 @@ def funnel_counts(verdicts:dict[str, list[dict]], order:list[str], total:int) ->
 
 # %% ../nbs/02_filter.ipynb #d585fe4b
 def check_image_root(records:list[dict], cfg:FilterConfig):
-    "Raise `ConfigError` when `check_images` is on and not one record's image exists under `image_root`."
+    "Raise `ConfigError` when `check_images` is on and not one record's file (image, frame or video) exists under `image_root`."
     if not (cfg.check_images and "format" in cfg.rules): return
-    rels = [r["image"] for r in records if isinstance(r.get("image"), str)]
+    rels = [f for r in records for f in picture_files(r) + ([r["video"]] if isinstance(r.get("video"), str) else [])]
     root = Path(cfg.image_root)
     if rels and not any((root / rel).is_file() for rel in rels[:1000]):
-        raise ConfigError(f"none of the images of {cfg.input!r} (e.g. {rels[0]!r}) is under image_root {str(root)!r}; "
+        raise ConfigError(f"none of the files of {cfg.input!r} (e.g. {rels[0]!r}) is under image_root {str(root)!r}; "
                           "pass --image_root (the preprocess output folder), or --check_images false")
 
 # %% ../nbs/02_filter.ipynb #3bbed0f2

@@ -6,7 +6,7 @@ Docs: https://vlm-it.github.io/vlm-it/preprocess.html.md"""
 
 # %% ../nbs/00_preprocess.ipynb #4e8f4c19
 from __future__ import annotations
-import hashlib, html, io, math, os, re, sys, time, unicodedata
+import dataclasses, hashlib, html, io, math, os, re, shutil, sys, time, unicodedata
 import multiprocessing as mp
 from PIL import Image
 from concurrent.futures import ProcessPoolExecutor
@@ -14,18 +14,19 @@ from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
 
-from .core import (make_image_row, ConfigError, METADATA_FILE, PREPROCESS_REPORT, RecordError, atomic_write, get_logger,
-    make_record, opt, progress, read_json, read_jsonl, resolve_image, save_config, save_records, stable_id, turns,
-    write_json, write_jsonl)
+from .core import (make_image_row, ConfigError, IMAGE_TOKEN, METADATA_FILE, PREPROCESS_REPORT, RecordError, VIDEO_TOKEN,
+    atomic_write, file_sha1, get_logger, load_records, make_record, opt, progress, read_json, read_jsonl, record_images,
+    record_shape, record_video, resolve_image, save_config, save_records, stable_id, turns, validate_record, write_json, write_jsonl)
 from .images import (AUGMENTATIONS, BadImage, Fingerprint, IMAGE_EXTS, PIXEL_DISTANCE, _pixel_limit, augment_image, fit_size,
     group_copies, hamming, image_fingerprint, open_image, pixel_distance, thumbnail)
 
 log = get_logger("preprocess")
 
 # %% auto #0
-__all__ = ['log', 'LOSSLESS', 'BRIEF_PROMPTS', 'PreprocessConfig', 'output_name', 'process_image', 'copy_rank', 'why_kept',
-           'pick_copies', 'clean_text', 'clean_captions', 'collect_inputs', 'caption_records', 'sort_inputs',
-           'preprocess', 'token_length_stats']
+__all__ = ['log', 'LOSSLESS', 'BRIEF_PROMPTS', 'RECORDS_FILE', 'PreprocessConfig', 'output_name', 'process_image', 'copy_rank',
+           'why_kept', 'pick_copies', 'clean_text', 'clean_captions', 'collect_inputs', 'caption_records',
+           'sort_inputs', 'preprocess', 'clean_turn', 'probe_video', 'process_video', 'read_input_records',
+           'record_inputs', 'rewrite_record', 'preprocess_records', 'token_length_stats']
 
 # %% ../nbs/00_preprocess.ipynb #3384a52d
 @dataclass
@@ -35,6 +36,7 @@ class PreprocessConfig:
     output: str = opt(None, "output folder (becomes the image_root of later stages); created if missing")
     coco_captions: str = opt(None, "COCO captions JSON (e.g. annotations/captions_val2017.json); images are read from --input")
     coco_instances: str = opt(None, "optional COCO instances JSON whose boxes become `objects` (needs --coco_captions or works alone)")
+    records: str = opt(None, "conversation records (LLaVA / ShareGPT / HF messages .json or .jsonl) whose image and video paths are relative to --input (default: the records file's folder); writes OUT/records.json")
     max_side: int = opt(1024, "resize so the longest side is at most this many pixels (never upscales)")
     min_side: int = opt(32, "skip images whose shorter side is below this many pixels after resizing")
     format: str = opt("jpeg", "output format: jpeg or png")
@@ -298,6 +300,7 @@ def _augmented_rows(row:dict, cfg:PreprocessConfig) -> list[tuple[dict, tuple]]:
 
 # %% ../nbs/00_preprocess.ipynb #a386a58a
 _OWN_NAME = re.compile(r"^[0-9a-f]{16}\.(jpg|png)$")
+_OWN_VIDEO = re.compile(r"^[0-9a-f]{16}(\.[a-z0-9]+)?$")
 
 def _pool_map(fn, tasks:list, workers:int, desc:str):
     "Results of `fn` over `tasks`, in order, with a progress bar; a process pool when `workers > 1`."
@@ -324,6 +327,10 @@ def _check(cfg:PreprocessConfig):
     if cfg.near_dup_distance > 32: raise ConfigError(f"near_dup_distance {cfg.near_dup_distance} is too large (at most 32 of 64 bits; 4 is typical)")
     if cfg.near_dup_pixel_distance < 0: raise ConfigError(f"near_dup_pixel_distance {cfg.near_dup_pixel_distance} must be >= 0 ({PIXEL_DISTANCE} is the measured default)")
     if bad := [a for a in cfg.augment if a not in AUGMENTATIONS]: raise ConfigError(f"unknown augmentation(s) {bad}; choose from {list(AUGMENTATIONS)}")
+    if cfg.records:
+        if not Path(cfg.records).is_file(): raise FileNotFoundError(f"records file {cfg.records!r} does not exist")
+        if cfg.coco_captions or cfg.coco_instances: raise ConfigError("give --records or COCO files (--coco_captions, --coco_instances), not both")
+        if cfg.augment: raise ConfigError("augment makes copies of folder images and does not apply to --records; remove --augment")
     try: Image.new("RGB", (1, 1), cfg.background)
     except ValueError: raise ConfigError(f"background {cfg.background!r} is not a colour Pillow knows") from None
 
@@ -368,10 +375,10 @@ def _augment_all(rows:list[dict], images_dir:Path, cfg:PreprocessConfig, workers
     return [r for r, _ in aug]
 
 # %% ../nbs/00_preprocess.ipynb #b1077736
-def _remove_stale(images_dir:Path, rows:list[dict]) -> int:
-    "Delete this stage's images that no row points to (earlier runs with other options, dropped copies); returns how many."
+def _remove_stale(images_dir:Path, rows:list[dict], own:re.Pattern=_OWN_NAME) -> int:
+    "Delete this stage's files (names matching `own`) in `images_dir` that no row points to (earlier runs with other options, dropped copies); returns how many."
     live = {Path(r["file_name"]).name for r in rows}
-    stale = [p for p in images_dir.iterdir() if _OWN_NAME.match(p.name) and p.name not in live]
+    stale = [p for p in images_dir.iterdir() if own.match(p.name) and p.name not in live]
     for p in stale: p.unlink()
     return len(stale)
 
@@ -390,7 +397,9 @@ def _report(items, results, skipped, duplicates, kept:int, **facts) -> dict:
 # %% ../nbs/00_preprocess.ipynb #62cf04c5
 def preprocess(cfg:PreprocessConfig) -> dict:
     "Clean, resize and deduplicate `cfg.input` into `cfg.output`; returns the report (also written to `preprocess_report.json`)."
+    if cfg.records and not cfg.input: cfg = dataclasses.replace(cfg, input=str(Path(cfg.records).parent))
     _check(cfg)
+    if cfg.records: return preprocess_records(cfg)
     log, t0 = get_logger("preprocess"), time.time()
     out = Path(cfg.output); images_dir = out / "images"; images_dir.mkdir(parents=True, exist_ok=True)
     items, scan = collect_inputs(cfg)
@@ -413,6 +422,174 @@ def preprocess(cfg:PreprocessConfig) -> dict:
     write_json(report, out / PREPROCESS_REPORT)
     log.info("%d inputs: %d kept, %d skipped, %d duplicates, %d caption records -> %s",
              len(items), len(kept), len(skipped), len(duplicates), len(records), out)
+    return report
+
+# %% ../nbs/00_preprocess.ipynb #d0d16cb6
+RECORDS_FILE = "records.json"
+_PLACEHOLDERS = re.compile(f"({re.escape(IMAGE_TOKEN)}|{re.escape(VIDEO_TOKEN)})")
+
+def _clean_line(line:str) -> str:
+    body = clean_text(line)
+    return line[:len(line) - len(line.lstrip(" \t"))].replace("\t", "    ") + body if body else ""
+
+def clean_turn(text:str) -> str:
+    "`clean_text` of each line of a turn, keeping line breaks, leading indentation and the `<image>` / `<video>` placeholders."
+    if not isinstance(text, str): return ""
+    pieces = [p if p in (IMAGE_TOKEN, VIDEO_TOKEN) else "\n".join(map(_clean_line, p.split("\n"))) for p in _PLACEHOLDERS.split(text)]
+    return re.sub(r"\n\s*\n\s*\n+", "\n\n", "".join(pieces)).strip()
+
+# %% ../nbs/00_preprocess.ipynb #1493e8b7
+def probe_video(path) -> dict:
+    "Size, frame count, duration and codec of a video file PyAV opens and decodes a frame of; raises `BadImage` saying why not."
+    import av
+    try:
+        with av.open(str(path)) as c:
+            if not c.streams.video: raise BadImage("not a video: no video stream")
+            s = c.streams.video[0]
+            frame = next(c.decode(s), None)
+            if frame is None: raise BadImage("not a video: no frame could be decoded")
+            secs = float(s.duration * s.time_base) if s.duration and s.time_base else (c.duration / 1e6 if c.duration else None)
+            return {"width": frame.width, "height": frame.height, "frames": s.frames or None,
+                    "seconds": round(secs, 3) if secs else None, "codec": s.codec_context.name}
+    except (BadImage, FileNotFoundError): raise
+    except Exception as e: raise BadImage(f"unreadable video: {type(e).__name__}: {getattr(e, 'strerror', None) or e}") from None
+
+# %% ../nbs/00_preprocess.ipynb #233d3128
+def process_video(src:str, videos_dir:str) -> dict:
+    "Check one video file with `probe_video` and copy it unchanged under a name derived from its bytes; a small dict, never raises."
+    try:
+        if Path(src).stat().st_size == 0: raise BadImage("empty file: 0 bytes")
+        sha1, facts = file_sha1(src), probe_video(src)
+        out = Path(videos_dir) / (stable_id(sha1, "video") + Path(src).suffix.lower())
+        reused = out.exists()
+        if not reused:
+            with open(src, "rb") as f, atomic_write(out, "wb") as g: shutil.copyfileobj(f, g)
+        return {"ok": True, "sha1": sha1, "name": out.name, **facts, "reused": reused}
+    except BadImage as e: return {"ok": False, "reason": str(e)}
+    except FileNotFoundError: return {"ok": False, "reason": "file not found"}
+    except Exception as e: return {"ok": False, "reason": f"unreadable: {type(e).__name__}: {e}"}
+
+# %% ../nbs/00_preprocess.ipynb #8beb3c80
+def read_input_records(cfg:PreprocessConfig) -> tuple[list[dict], list[dict]]:
+    "The records of `cfg.records` that follow the schema (first `limit`), and `{id, reason}` of those dropped."
+    recs = load_records(cfg.records, validate=False)
+    if cfg.limit is not None: recs = recs[:cfg.limit]
+    good, dropped, seen = [], [], set()
+    for n, r in enumerate(recs, 1):
+        rid = r.get("id") if isinstance(r, dict) else None
+        try:
+            validate_record(r)
+            if r["id"] in seen: raise RecordError(f"record {r['id']!r}: its id repeats an earlier record's")
+        except RecordError as e:
+            dropped.append({"id": rid if isinstance(rid, str) and rid else f"<record {n}>", "reason": re.sub(r"^record .*?: ", "", str(e))}); continue
+        seen.add(r["id"]); good.append(r)
+    return good, dropped
+
+# %% ../nbs/00_preprocess.ipynb #1e7131cf
+def _frames(rec:dict) -> list[str]:
+    v = record_video(rec)
+    return list(v) if isinstance(v, list) else []
+
+def record_inputs(recs:list[dict], root:Path, out:Path) -> tuple[dict[str, list[dict]], dict[str, dict[str, int]]]:
+    "Input items by kind (`image`, `frame`, `video`), one per distinct file, and `{kind: {path as written: item index}}`."
+    items, where, by_path = {"image": [], "frame": [], "video": []}, {"image": {}, "frame": {}, "video": {}}, {}
+    files = {"image": lambda r: record_images(r), "frame": _frames,
+             "video": lambda r: [record_video(r)] if isinstance(record_video(r), str) else []}
+    for kind in items:
+        for r in recs:
+            for rel in files[kind](r):
+                if rel in where[kind]: continue
+                path, reason = _locate(root, out, rel)
+                key = (kind, path or rel)
+                if key not in by_path:
+                    by_path[key] = len(items[kind])
+                    items[kind].append({"file_name": rel, "path": path, "captions": [], "objects": [], "reason": reason, "extra": {}})
+                where[kind][rel] = by_path[key]
+    return items, where
+
+# %% ../nbs/00_preprocess.ipynb #f2d2972a
+def _written(items:list[dict], results:list, sub:str, dups:list[dict]=()) -> list[tuple[str|None, str|None]]:
+    "`(path under OUT, None)` of each item, or `(None, reason)`; duplicates take their kept twin's path."
+    out = [(f"{sub}/{r['name']}", None) if it["reason"] is None and r and r["ok"] else (None, it["reason"] or (r or {}).get("reason"))
+           for it, r in zip(items, results)]
+    index = {it["file_name"]: k for k, it in enumerate(items)}
+    for d in dups: out[index[d["file_name"]]] = out[index[d["duplicate_of"]]]
+    return out
+
+# %% ../nbs/00_preprocess.ipynb #f82ffddc
+def rewrite_record(rec:dict, where:dict, written:dict) -> tuple[dict|None, str|None]:
+    "`rec` with each file replaced by its written path and its text cleaned, or `(None, why it is dropped)`."
+    bad = []
+    def path_of(kind, rel):
+        p, why = written[kind][where[kind][rel]]
+        if p is None: bad.append(f"{'frame' if kind == 'frame' else kind} {rel!r}: {why}")
+        return p
+    new, v = {"id": rec["id"]}, record_video(rec)
+    if "image" in rec:
+        ims = [path_of("image", rel) for rel in record_images(rec)]
+        new["image"] = ims[0] if isinstance(rec["image"], str) else ims
+    if v is not None: new["video"] = path_of("video", v) if isinstance(v, str) else [path_of("frame", f) for f in v]
+    if bad: return None, "; ".join(bad)
+    src = record_images(rec) + ([v] if isinstance(v, str) else list(v or []))
+    new.update(conversations=[{**t, "value": clean_turn(t["value"])} for t in rec["conversations"]],
+               meta={**(rec.get("meta") or {}), **({"source_files": src} if src else {})})
+    new.update({k: x for k, x in rec.items() if k not in new})  # other top-level keys, as they were
+    try: return validate_record(new), None
+    except RecordError as e: return None, f"after cleaning its text: {re.sub(r'^record .*?: ', '', str(e))}"
+
+# %% ../nbs/00_preprocess.ipynb #94f66f81
+def _shapes(recs:list[dict]) -> dict[str, int]:
+    out = {}
+    for r in recs: out[record_shape(r)] = out.get(record_shape(r), 0) + 1
+    return dict(sorted(out.items()))
+
+# %% ../nbs/00_preprocess.ipynb #26e5f46f
+def preprocess_records(cfg:PreprocessConfig) -> dict:
+    "Preprocess the records of `cfg.records` (files under `cfg.input`) into `cfg.output`; returns the report."
+    log, t0 = get_logger("preprocess"), time.time()
+    root, out = Path(cfg.input).resolve(), Path(cfg.output)
+    images_dir, videos_dir = out / "images", out / "videos"
+    for d in (images_dir, videos_dir): d.mkdir(parents=True, exist_ok=True)
+    recs, dropped = read_input_records(cfg)
+    n_in = len(recs) + len(dropped)
+    items, where = record_inputs(recs, root, out.resolve())
+    workers = cfg.num_workers or os.cpu_count() or 1
+    pics = items["image"] + items["frame"]
+    results = _process_all(pics, images_dir, cfg, workers)
+    n_img = len(items["image"])
+    skipped, dups, kept = sort_inputs(items["image"], results[:n_img], images_dir, cfg)
+    frame_res = results[n_img:]
+    skipped += [{"file_name": it["file_name"], "reason": it["reason"] or r["reason"]} for it, r in zip(items["frame"], frame_res) if not (r and r["ok"])]
+    todo = [k for k, it in enumerate(items["video"]) if it["reason"] is None]
+    vres = [None] * len(items["video"])
+    for k, r in zip(todo, _pool_map(partial(process_video, videos_dir=str(videos_dir)), [items["video"][k]["path"] for k in todo], workers, "videos")): vres[k] = r
+    written = {"image": _written(items["image"], results[:n_img], "images", dups), "frame": _written(items["frame"], frame_res, "images"),
+               "video": _written(items["video"], vres, "videos")}
+    kept_recs = []
+    for r in recs:
+        new, why = rewrite_record(r, where, written)
+        if new is None: dropped.append({"id": r["id"], "reason": why})
+        else: kept_recs.append(new)
+    # images/ and videos/ keep exactly the files the kept records point to
+    live = {f for r in kept_recs for f in record_images(r) + _frames(r) + ([record_video(r)] if isinstance(record_video(r), str) else [])}
+    by_name = {results[k]["name"]: (items["image"][k], results[k]) for k in kept}
+    rows = [_metadata_row(*by_name[Path(f).name]) for f in dict.fromkeys(f for r in kept_recs for f in record_images(r))]
+    stale = _remove_stale(images_dir, [{"file_name": f} for f in live if f.startswith("images/")])
+    stale += _remove_stale(videos_dir, [{"file_name": f} for f in live if f.startswith("videos/")], _OWN_VIDEO)
+    write_jsonl(rows, out / METADATA_FILE)
+    save_records(kept_recs, out / RECORDS_FILE)
+    save_config(cfg, out / "preprocess_config.yaml")
+    ok_frames = sum(1 for r in frame_res if r and r["ok"])
+    report = _report(pics, results, skipped, dups, len(kept) + ok_frames, stale_removed=stale, layout="records",
+                     records={"inputs": n_in, "kept": len(kept_recs), "dropped": dropped, "shapes_in": _shapes(recs), "shapes_out": _shapes(kept_recs)},
+                     videos={"inputs": len(items["video"]), "kept": sum(1 for r in vres if r and r["ok"]),
+                             "skipped": [{"file_name": it["file_name"], "reason": it["reason"] or r["reason"]} for it, r in zip(items["video"], vres) if not (r and r["ok"])],
+                             "reused": sum(1 for r in vres if r and r["ok"] and r["reused"])},
+                     seconds=time.time() - t0)
+    if cfg.tokenizer: report["token_lengths"] = token_length_stats(kept_recs, cfg.tokenizer, image_root=out)
+    write_json(report, out / PREPROCESS_REPORT)
+    log.info("%d records: %d kept, %d dropped; %d images kept, %d skipped, %d duplicates; %d videos -> %s", report["records"]["inputs"],
+             len(kept_recs), len(dropped), len(kept), len(skipped), len(dups), report["videos"]["kept"], out)
     return report
 
 # %% ../nbs/00_preprocess.ipynb #2f9ef9ee
@@ -440,12 +617,13 @@ def token_length_stats(records:list[dict], tokenizer:str, image_root=None) -> di
         msgs = to_messages(r)["messages"]
         text = proc.apply_chat_template(msgs, tokenize=False) if template else " ".join(t["value"] for t in r["conversations"])
         samples.append(count(text))
-    if records and image_root is not None and hasattr(proc, "image_processor") and template:
-        msgs = to_messages(records[0])["messages"]
+    one = next((r for r in records if record_shape(r) == "image"), None)  # measured on a one-image record
+    if one is not None and image_root is not None and hasattr(proc, "image_processor") and template:
+        msgs = to_messages(one)["messages"]
         text = proc.apply_chat_template(msgs, tokenize=False)
-        with Image.open(Path(image_root) / records[0]["image"]) as im:
+        with Image.open(Path(image_root) / one["image"]) as im:
             ids = proc(images=[im.convert("RGB")], text=[text], return_tensors="np")["input_ids"][0]
         image_tokens = max(0, len(ids) - len(tok(text)["input_ids"]))  # the processor's expansion of the placeholder
-    longest = (max(samples) if samples else 0) + (image_tokens or 0)
+    longest = max((s + len(record_images(r)) * (image_tokens or 0) for s, r in zip(samples, records)), default=0)  # each image adds its tokens
     return {"tokenizer": str(tokenizer), "caption_tokens": _summary(answers), "sample_text_tokens": _summary(samples),
             "tokens_added_per_image": image_tokens, "suggested_max_length": 64 * math.ceil(longest / 64) if longest else None}
