@@ -13,14 +13,14 @@ from typing import Iterable
 
 # %% auto #0
 __all__ = ['LOGGER_NAME', 'IMAGE_TOKEN', 'VIDEO_TOKEN', 'HUMAN', 'GPT', 'RECORD_FORMATS', 'DTYPE_NAMES', 'METADATA_FILE',
-           'PREPROCESS_REPORT', 'ANNOTATIONS_FILE', 'REJECTED_FILE', 'FILTER_REPORT', 'TRAIN_CONFIG_FILE', 'COLOURS',
-           'COCO_CATEGORIES', 'get_logger', 'setup_logging', 'progress', 'RecordError', 'make_record', 'turns',
-           'record_images', 'record_video', 'record_shape', 'record_files', 'validate_record', 'resolve_image',
-           'make_image_row', 'validate_image_row', 'atomic_write', 'write_json', 'read_json', 'write_jsonl',
-           'append_jsonl', 'read_jsonl', 'load_image_rows', 'stable_id', 'file_sha1', 'to_messages', 'from_messages',
-           'from_sharegpt', 'to_sharegpt', 'load_records', 'save_records', 'records_to_dataset', 'dataset_to_records',
-           'ConfigError', 'opt', 'read_yaml', 'make_parser', 'load_config', 'config_to_dict', 'save_config',
-           'torch_dtype', 'adapter_base', 'load_image']
+           'PREPROCESS_REPORT', 'ANNOTATIONS_FILE', 'REJECTED_FILE', 'FILTER_REPORT', 'RECORDS_FILE',
+           'TRAIN_CONFIG_FILE', 'COLOURS', 'COCO_CATEGORIES', 'get_logger', 'setup_logging', 'progress', 'RecordError',
+           'make_record', 'turns', 'record_images', 'record_video', 'record_shape', 'record_files', 'validate_record',
+           'resolve_image', 'make_image_row', 'validate_image_row', 'atomic_write', 'write_json', 'read_json',
+           'write_jsonl', 'append_jsonl', 'read_jsonl', 'load_image_rows', 'stable_id', 'file_sha1', 'to_messages',
+           'from_messages', 'from_sharegpt', 'to_sharegpt', 'load_records', 'save_records', 'records_to_dataset',
+           'dataset_to_records', 'ConfigError', 'opt', 'read_yaml', 'make_parser', 'load_config', 'config_to_dict',
+           'save_config', 'torch_dtype', 'adapter_base', 'load_image']
 
 # %% ../nbs/05_core.ipynb #ca4845ce
 LOGGER_NAME = "vlm_it"
@@ -458,6 +458,7 @@ def adapter_base(path) -> str|None:
 # %% ../nbs/05_core.ipynb #86a06ccf
 METADATA_FILE, PREPROCESS_REPORT = "metadata.jsonl", "preprocess_report.json"
 ANNOTATIONS_FILE, REJECTED_FILE, FILTER_REPORT = "annotations.json", "rejected.jsonl", "filter_report.json"
+RECORDS_FILE = "records.json"  # conversation records that preprocess cleaned (their images and videos beside them)
 TRAIN_CONFIG_FILE = "train_config.yaml"  # written by train beside the adapter; merge and evaluate read the method from it
 
 # %% ../nbs/05_core.ipynb #ea574630

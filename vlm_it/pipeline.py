@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .core import (opt, load_config, read_yaml, read_jsonl, write_json, write_jsonl, atomic_write, progress, get_logger,
-                         ConfigError, METADATA_FILE, ANNOTATIONS_FILE, FILTER_REPORT)
+                         ConfigError, METADATA_FILE, ANNOTATIONS_FILE, FILTER_REPORT, RECORDS_FILE)
 
 # %% auto #0
-__all__ = ['SYNTH_COLOURS', 'SYNTH_SHAPES', 'RECORDS_FILE', 'SHORT_ANSWER', 'STAGES', 'HEADLINE', 'DEMO_SETTINGS', 'SMALL',
-           'synthetic_image', 'make_synthetic_sample', 'synthetic_records', 'PipelineConfig', 'stage_config',
-           'run_layout', 'preprocess_stage', 'autolabel_stage', 'filter_stage', 'pretrain_stage', 'train_stage',
+__all__ = ['SYNTH_COLOURS', 'SYNTH_SHAPES', 'SHORT_ANSWER', 'STAGES', 'HEADLINE', 'DEMO_SETTINGS', 'SMALL', 'synthetic_image',
+           'make_synthetic_sample', 'synthetic_records', 'PipelineConfig', 'stage_config', 'run_layout',
+           'preprocess_stage', 'autolabel_stage', 'labels_for', 'filter_stage', 'pretrain_stage', 'train_stage',
            'evaluate_stage', 'run_pipeline', 'headline', 'DemoConfig', 'demo_settings', 'demo', 'format_summary']
 
 # %% ../nbs/17_pipeline.ipynb #45cc5d2b
@@ -69,7 +69,6 @@ def make_synthetic_sample(out_dir:str|Path, n_train:int=800, n_test:int=60, size
     return out_dir
 
 # %% ../nbs/17_pipeline.ipynb #7aa6f0e5
-RECORDS_FILE = "records.json"  # the raw sample's conversation records, beside its images
 SHORT_ANSWER = "Answer the question using a single word or phrase."  # LLaVA-1.5's short-answer prompt, as the labeler writes it
 _WARM = {"red", "yellow", "orange"}
 _CORNERS = {"circle": "none", "square": "four", "triangle": "three"}
@@ -116,6 +115,9 @@ class PipelineConfig:
     output: str = opt("runs/vlm-it", "root folder of the run; every stage writes below it")
     input: str = opt(None, "raw training data for preprocess (an imagefolder, or the COCO image dir with preprocess.coco_captions)")
     eval_input: str = opt(None, "raw held-out data: preprocessed and labelled like the training data, used only by evaluate")
+    records: str = opt(None, "optional conversation records of any shape (LLaVA / ShareGPT / HF messages; text-only, images, video), "
+                       "paths relative to the file's folder: preprocessed into processed/train/records and trained on beside the labels")
+    eval_records: str = opt(None, "the same for the held-out data: preprocessed into processed/eval/records and evaluated beside the labels")
     stages: list[str] = opt(list(STAGES), "stages to run, in pipeline order (pretrain runs only if its section exists)")
 
 # %% ../nbs/17_pipeline.ipynb #b5bcaa08
@@ -144,10 +146,12 @@ def _timed(seconds:dict, name:str, fn, *args):
 
 # %% ../nbs/17_pipeline.ipynb #067464cc
 def preprocess_stage(cfg:PipelineConfig, L:dict, seconds:dict):
-    "Preprocess the raw training (and held-out) data into `processed/{train,eval}`."
+    "Preprocess the raw training (and held-out) data into `processed/{train,eval}`, and their records files into `processed/*/records`."
     from vlm_it.preprocess import PreprocessConfig, preprocess
-    for split, src in (("train", cfg.input), ("eval", cfg.eval_input)):
+    for split, src, recs in (("train", cfg.input, cfg.records), ("eval", cfg.eval_input, cfg.eval_records)):
         if src: _timed(seconds, "preprocess", preprocess, stage_config(cfg, PreprocessConfig, "preprocess", input=src, output=str(L["processed"]/split)))
+        if recs: _timed(seconds, "preprocess", preprocess, stage_config(cfg, PreprocessConfig, "preprocess", records=recs,
+                        input=str(Path(recs).parent), output=str(L["processed"]/split/"records")))
 
 # %% ../nbs/17_pipeline.ipynb #455bb8fe
 def autolabel_stage(cfg:PipelineConfig, L:dict, seconds:dict):
@@ -156,12 +160,29 @@ def autolabel_stage(cfg:PipelineConfig, L:dict, seconds:dict):
     for split, src in (("train", cfg.input), ("eval", cfg.eval_input)):
         if src: _timed(seconds, "autolabel", autolabel, stage_config(cfg, AutolabelConfig, "autolabel", input=str(L["processed"]/split), output=str(L["labels"]/split)))
 
+# %% ../nbs/17_pipeline.ipynb #03bc73ec
+def _under(rec:dict, prefix:str) -> dict:
+    "`rec` with its image and video paths moved under `prefix`."
+    from vlm_it.core import record_video
+    out, v = dict(rec), record_video(rec)
+    if "image" in rec: out["image"] = f"{prefix}/{rec['image']}" if isinstance(rec["image"], str) else [f"{prefix}/{p}" for p in rec["image"]]
+    if v is not None: out["video"] = f"{prefix}/{v}" if isinstance(v, str) else [f"{prefix}/{p}" for p in v]
+    return out
+
+def labels_for(L:dict, split:str) -> Path:
+    "The records file of `split` for the stages after autolabel: its labels, with the preprocessed records appended when there are any."
+    from vlm_it.core import load_records, save_records
+    labels, extra = L["labels"]/split/ANNOTATIONS_FILE, L["processed"]/split/"records"/RECORDS_FILE
+    if not extra.exists(): return labels
+    recs = (load_records(labels) if labels.exists() else []) + [_under(r, "records") for r in load_records(extra)]
+    return save_records(recs, L["labels"]/split/"mixed.json")
+
 # %% ../nbs/17_pipeline.ipynb #090aadc6
 def filter_stage(cfg:PipelineConfig, L:dict, seconds:dict):
     "Filter the training labels into `filtered/`, guarding against near-copies of the held-out images."
     from vlm_it.filtering import FilterConfig, filter_annotations
     guard = {"eval_images": str(L["processed"]/"eval"/"images")} if cfg.eval_input else {}
-    _timed(seconds, "filter", filter_annotations, stage_config(cfg, FilterConfig, "filter", input=str(L["labels"]/"train"/ANNOTATIONS_FILE),
+    _timed(seconds, "filter", filter_annotations, stage_config(cfg, FilterConfig, "filter", input=str(labels_for(L, "train")),
            output=str(L["filtered"]), image_root=str(L["processed"]/"train"), **guard))
 
 # %% ../nbs/17_pipeline.ipynb #1750b14d
@@ -184,7 +205,7 @@ def pretrain_stage(cfg:PipelineConfig, L:dict, seconds:dict) -> str|None:
 def train_stage(cfg:PipelineConfig, L:dict, seconds:dict, base:str|None) -> str:
     "LLaVA's stage 2: instruction tuning (QLoRA by default) on the filtered labels; returns the base model's name."
     from vlm_it.train import train
-    labels = L["filtered"]/ANNOTATIONS_FILE if (L["filtered"]/ANNOTATIONS_FILE).exists() else L["labels"]/"train"/ANNOTATIONS_FILE
+    labels = L["filtered"]/ANNOTATIONS_FILE if (L["filtered"]/ANNOTATIONS_FILE).exists() else labels_for(L, "train")
     tc, ta = _train_configs(cfg, "train", input=str(labels), image_root=str(L["processed"]/"train"),
                             output_dir=str(L["finetuned"]), **({"model_name_or_path": base} if base else {}))
     _timed(seconds, "train", train, tc, ta)
@@ -195,7 +216,7 @@ def evaluate_stage(cfg:PipelineConfig, L:dict, seconds:dict, base:str|None) -> d
     "Evaluate the fine-tuned adapter against its base on the held-out labels; returns evaluate's metrics."
     from vlm_it.evaluate import EvalConfig, evaluate_model
     funnel = {"filter_report": str(L["filtered"]/FILTER_REPORT)} if (L["filtered"]/FILTER_REPORT).exists() else {}
-    ec = stage_config(cfg, EvalConfig, "evaluate", input=str(L["labels"]/"eval"/ANNOTATIONS_FILE), image_root=str(L["processed"]/"eval"),
+    ec = stage_config(cfg, EvalConfig, "evaluate", input=str(labels_for(L, "eval")), image_root=str(L["processed"]/"eval"),
                       output=str(L["eval"]), adapter=str(L["finetuned"]), compare=["base"], **({"model": base} if base else {}), **funnel)
     return _timed(seconds, "evaluate", evaluate_model, ec)
 
@@ -234,7 +255,8 @@ _LORA_TARGETS = (r"^(?:model\.language_model\..*\.(?:q_proj|k_proj|v_proj|o_proj
 _TRAIN_ARGS = dict(per_device_train_batch_size=16, logging_steps=20, save_strategy="no", report_to="none",
                    lr_scheduler_type="cosine", warmup_steps=0.05, weight_decay=0.0, dataloader_num_workers=0, seed=0)
 DEMO_SETTINGS = {
-    "pipeline": {"output": "demo_run", "input": "demo_run/raw/train", "eval_input": "demo_run/raw/test"},
+    "pipeline": {"output": "demo_run", "input": "demo_run/raw/train", "eval_input": "demo_run/raw/test",
+                 "records": "demo_run/raw/train/records.json", "eval_records": "demo_run/raw/test/records.json"},
     "synthetic": {"n_train": 800, "n_test": 60, "size": 128, "seed": 0},
     "preprocess": {"max_side": 128, "format": "png"},
     "autolabel": {"backend": "template", "tasks": "vqa,detailed_description", "negatives": 0},
@@ -265,7 +287,8 @@ def demo_settings(cfg:DemoConfig) -> dict:
     s = read_yaml(cfg.config_file) if cfg.config_file else _merge({}, DEMO_SETTINGS)
     if cfg.small: s = _merge(s, SMALL)
     out = Path(cfg.output)
-    return _merge(s, {"pipeline": {"output": str(out), "input": str(out/"raw"/"train"), "eval_input": str(out/"raw"/"test")}})
+    return _merge(s, {"pipeline": {"output": str(out), "input": str(out/"raw"/"train"), "eval_input": str(out/"raw"/"test"),
+                                   "records": str(out/"raw"/"train"/RECORDS_FILE), "eval_records": str(out/"raw"/"test"/RECORDS_FILE)}})
 
 # %% ../nbs/17_pipeline.ipynb #89a840fb
 def demo(cfg:DemoConfig) -> dict:

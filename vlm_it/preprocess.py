@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
 
-from .core import (make_image_row, ConfigError, IMAGE_TOKEN, METADATA_FILE, PREPROCESS_REPORT, RecordError, VIDEO_TOKEN,
+from .core import (make_image_row, ConfigError, IMAGE_TOKEN, METADATA_FILE, PREPROCESS_REPORT, RECORDS_FILE, RecordError, VIDEO_TOKEN,
     atomic_write, file_sha1, get_logger, load_records, make_record, opt, progress, read_json, read_jsonl, record_images,
     record_shape, record_video, resolve_image, save_config, save_records, stable_id, turns, validate_record, write_json, write_jsonl)
 from .images import (AUGMENTATIONS, BadImage, Fingerprint, IMAGE_EXTS, PIXEL_DISTANCE, _pixel_limit, augment_image, fit_size,
@@ -23,10 +23,10 @@ from .images import (AUGMENTATIONS, BadImage, Fingerprint, IMAGE_EXTS, PIXEL_DIS
 log = get_logger("preprocess")
 
 # %% auto #0
-__all__ = ['log', 'LOSSLESS', 'BRIEF_PROMPTS', 'RECORDS_FILE', 'PreprocessConfig', 'output_name', 'process_image', 'copy_rank',
-           'why_kept', 'pick_copies', 'clean_text', 'clean_captions', 'collect_inputs', 'caption_records',
-           'sort_inputs', 'preprocess', 'clean_turn', 'probe_video', 'process_video', 'read_input_records',
-           'record_inputs', 'rewrite_record', 'preprocess_records', 'token_length_stats']
+__all__ = ['log', 'LOSSLESS', 'BRIEF_PROMPTS', 'PreprocessConfig', 'output_name', 'process_image', 'copy_rank', 'why_kept',
+           'pick_copies', 'clean_text', 'clean_captions', 'collect_inputs', 'caption_records', 'sort_inputs',
+           'preprocess', 'clean_turn', 'probe_video', 'process_video', 'read_input_records', 'record_inputs',
+           'rewrite_record', 'preprocess_records', 'token_length_stats']
 
 # %% ../nbs/00_preprocess.ipynb #3384a52d
 @dataclass
@@ -425,7 +425,6 @@ def preprocess(cfg:PreprocessConfig) -> dict:
     return report
 
 # %% ../nbs/00_preprocess.ipynb #d0d16cb6
-RECORDS_FILE = "records.json"
 _PLACEHOLDERS = re.compile(f"({re.escape(IMAGE_TOKEN)}|{re.escape(VIDEO_TOKEN)})")
 
 def _clean_line(line:str) -> str:
