@@ -19,7 +19,7 @@ from .core import ConfigError, resolve_image
 __all__ = ['AUGMENTATIONS', 'IMAGE_EXTS', 'HASH_METHODS', 'THUMB_SIDE', 'BLOCK', 'PIXEL_DISTANCE', 'MAX_COLOUR', 'BadImage',
            'fit_size', 'to_rgb', 'open_image', 'augment_image', 'Fingerprint', 'image_fingerprint', 'hamming',
            'colour_distance', 'thumbnail', 'pixel_distance', 'DupLimits', 'same_picture', 'Pictures', 'NearDupIndex',
-           'group_copies', 'hashes_within', 'find_twins', 'load_video']
+           'group_copies', 'hashes_within', 'find_twins', 'load_video', 'write_video']
 
 # %% ../nbs/06_images.ipynb #bc33d79b
 class BadImage(ValueError):
@@ -328,3 +328,16 @@ def load_video(src, image_root=None, fps:float=2.0, max_frames:int=32) -> list[I
     except Exception as e: raise BadImage(f"video {str(src)!r} cannot be decoded ({e.__class__.__name__}: {e})") from None
     if not frames: raise BadImage(f"video {str(src)!r} has no video frames")
     return _even(frames, max_frames)
+
+# %% ../nbs/06_images.ipynb #25bd84df
+def write_video(path, seconds:int=3, rate:int=10, side:int=32, codec:str="mpeg4"):
+    "A test clip (PyAV): one colour per second (red, green, blue, ...), brightening within each second."
+    import av, numpy as np
+    colours = np.array([(255, 0, 0), (0, 255, 0), (0, 0, 255)])
+    with av.open(str(path), "w") as box:
+        s = box.add_stream(codec, rate=rate); s.width = s.height = side; s.pix_fmt = "yuv420p"
+        for i in range(seconds * rate):
+            a = np.zeros((side, side, 3), np.uint8) + (colours[i // rate % 3] * (0.5 + 0.5 * (i % rate) / rate)).astype(np.uint8)
+            for p in s.encode(av.VideoFrame.from_ndarray(a, format="rgb24")): box.mux(p)
+        for p in s.encode(): box.mux(p)
+    return path
