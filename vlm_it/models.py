@@ -10,7 +10,8 @@ import os, re
 from functools import lru_cache
 from pathlib import Path
 
-from .core import TRAIN_CONFIG_FILE, ConfigError, adapter_base, load_image, progress, resolve_image, to_messages, torch_dtype
+from .core import (TRAIN_CONFIG_FILE, ConfigError, adapter_base, load_image, progress, record_images, record_shape, resolve_image,
+    to_messages, torch_dtype)
 
 # %% auto #0
 __all__ = ['METHODS', 'QLORA_BASES', 'SINGLE_IMAGE', 'VIDEO_MODELS', 'auto_model_class', 'meta_model', 'model_parts',
@@ -249,8 +250,12 @@ def load_vlm(model:str|None, adapter:str|None=None, device:str="auto", dtype:str
     return m.eval(), load_processor(model, adapter)
 
 # %% ../nbs/09_models.ipynb #17561b36
+def _item_record(item:dict) -> dict:
+    "The record an item's prompt is rendered from: its id, image(s) or video, and the turns before its answer."
+    return {"id": item["id"], **{k: item[k] for k in ("image", "video") if item.get(k) is not None}, "conversations": item["context"]}
+
 def _prompt(processor, item:dict) -> str:
-    msgs = to_messages({"id": item["id"], "image": item["image"], "conversations": item["context"]})["messages"]
+    msgs = to_messages(_item_record(item))["messages"]
     return processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
 
 # %% ../nbs/09_models.ipynb #e2f1e978
@@ -260,43 +265,56 @@ def needs_special_tokens(tokenizer, text:str) -> bool:
     return not (bos and text.startswith(bos))
 
 # %% ../nbs/09_models.ipynb #a01c8187
-def processor_inputs(processor, prompts:list[str], images:list[list]) -> dict:
-    "The processor's tensors for rendered `prompts` and their `images`: padded, with exactly one BOS."
+def processor_inputs(processor, prompts:list[str], images:list[list]|None=None, videos:list[list]|None=None) -> dict:
+    "The processor's tensors for rendered `prompts`, their `images` (a list per prompt) and `videos` (a frame list per prompt): padded, exactly one BOS."
     tok = getattr(processor, "tokenizer", processor)
-    return processor(images=images, text=prompts, return_tensors="pt", padding=True,
-                     add_special_tokens=needs_special_tokens(tok, prompts[0]))
+    visual = {k: v for k, v in (("images", images), ("videos", videos)) if v and any(len(x) for x in v)}  # a text-only batch passes none
+    return processor(text=prompts, return_tensors="pt", padding=True, add_special_tokens=needs_special_tokens(tok, prompts[0]), **visual)
 
 # %% ../nbs/09_models.ipynb #18ad0ab1
-def _item_images(items:list[dict], image_root) -> list[list]:
-    "One image list per item, as RGB; `RecordError` naming the item if its image is missing."
-    return [[load_image(resolve_image(image_root, it["image"], check_exists=True, rid=it["id"]))] for it in items]
+def _item_visuals(processor, items:list[dict], image_root, settings=None) -> tuple[list[list], list[list]]:
+    "`(images, videos)` of a batch: one image list and one frame list per item (empty where it has none); `RecordError` naming a missing file's item."
+    vis = [load_visuals(it, image_root, settings, processor) for it in items]
+    return [v.get("images", []) for v in vis], [v["videos"][0] if "videos" in v else [] for v in vis]
+
+def _batch_key(item:dict) -> tuple:
+    "Items one processor call can take together: the same shape and number of images."
+    return record_shape(item), len(record_images(item))
 
 # %% ../nbs/09_models.ipynb #bbf127a1
-def _generate_batch(model, processor, prompts, images, max_new_tokens:int, num_beams:int) -> list[str]:
+def _generate_batch(model, processor, prompts, images, max_new_tokens:int, num_beams:int, videos=None) -> list[str]:
     import torch
     tok = getattr(processor, "tokenizer", processor)
-    inputs = processor_inputs(processor, prompts, images).to(next(model.parameters()).device)
+    inputs = processor_inputs(processor, prompts, images, videos).to(next(model.parameters()).device)
     with torch.inference_mode():
         out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=num_beams,
                              pad_token_id=tok.pad_token_id, use_cache=True)
     return [t.strip() for t in tok.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)]
 
 # %% ../nbs/09_models.ipynb #d054a682
+def _batches(items:list[dict], prompts:list[str], batch_size:int) -> list[list[int]]:
+    "Item indices in batches: grouped by `_batch_key`, sorted by prompt length within a group."
+    groups = {}
+    for i, it in enumerate(items): groups.setdefault(_batch_key(it), []).append(i)
+    out = []
+    for key in sorted(groups):
+        idx = sorted(groups[key], key=lambda i: len(prompts[i]))
+        out += [idx[s:s + batch_size] for s in range(0, len(idx), batch_size)]
+    return out
+
 def generate_answers(model, processor, items:list[dict], image_root, batch_size:int=8, max_new_tokens:int=64,
-                     num_beams:int=1, desc:str="generate", show_progress:bool=True) -> list[str]:
-    "Answers of `model` to `items`, in item order: batched, left-padded, greedy (or beam search with `num_beams` > 1)."
+                     num_beams:int=1, desc:str="generate", show_progress:bool=True, settings=None) -> list[str]:
+    "Answers of `model` to `items` of any shape, in item order: batched by shape, left-padded, greedy (or beam search with `num_beams` > 1)."
     tok = getattr(processor, "tokenizer", processor)
     prompts = [_prompt(processor, it) for it in items]
-    order = sorted(range(len(items)), key=lambda i: len(prompts[i]))
     answers, side, was_training = [None] * len(items), tok.padding_side, model.training
     tok.padding_side = "left"
     model.eval()
     try:
         with progress(total=len(items), desc=desc, unit="item", disable=not show_progress) as bar:
-            for s in range(0, len(order), batch_size):
-                idx = order[s:s + batch_size]
-                texts = _generate_batch(model, processor, [prompts[i] for i in idx], _item_images([items[i] for i in idx], image_root),
-                                        max_new_tokens, num_beams)
+            for idx in _batches(items, prompts, batch_size):
+                images, videos = _item_visuals(processor, [items[i] for i in idx], image_root, settings)
+                texts = _generate_batch(model, processor, [prompts[i] for i in idx], images, max_new_tokens, num_beams, videos)
                 for i, t in zip(idx, texts): answers[i] = t
                 bar.update(len(idx))
     finally:
