@@ -21,9 +21,9 @@ from .core import get_logger
 log = get_logger("autolabel")
 
 # %% auto #0
-__all__ = ['log', 'COMMON_RULES', 'TASKS', 'response_schema', 'load_tasks', 'parse_tasks', 'symbolic_context', 'context_block',
-           'image_data_url', 'task_messages', 'prompt_hash', 'parse_answer', 'answer_record', 'AutolabelConfig',
-           'rebuild_annotations', 'estimate_cost', 'autolabel']
+__all__ = ['log', 'COMMON_RULES', 'TASKS', 'GROUP_BY', 'response_schema', 'load_tasks', 'parse_tasks', 'symbolic_context',
+           'context_block', 'image_data_url', 'task_messages', 'prompt_hash', 'parse_answer', 'answer_record',
+           'group_images', 'AutolabelConfig', 'rebuild_annotations', 'estimate_cost', 'autolabel']
 
 # %% ../nbs/01_autolabel.ipynb #9b113882
 COMMON_RULES = ("Write as if you are looking at the image yourself: never mention captions, boxes, coordinates or "
@@ -83,6 +83,24 @@ TASKS["complex_reasoning"] = {
                               "been raining. Holding the open umbrella keeps her dry while she waits for the bus."}]})],
 }
 
+# %% ../nbs/01_autolabel.ipynb #c2b83460
+TASKS["compare"] = {
+    "kind": "qa", "n_turns": 2, "images": 2, "expected_tokens": 300,
+    "system": "You are an AI visual assistant writing training data about several photos seen together: questions that "
+              "need every image to answer (what they have in common, how they differ, what changed from one to the next), "
+              "each answered in one or two sentences that say which image is which (the first image, the second image). " + COMMON_RULES,
+    "prompt": "{context}Write {n_turns} question-and-answer turns comparing these {n_images} images: what they share, how they differ, what changed.",
+    "examples": [(
+        "Image 1:\nCaptions:\nA red car parked in the driveway of a white house.\n\nObjects (category: [x1, y1, x2, y2], normalised):\n"
+        "car: [0.20, 0.55, 0.60, 0.90]\n\nImage 2:\nCaptions:\nA white house with an empty driveway and a bicycle by the door.\n\n"
+        "Objects (category: [x1, y1, x2, y2], normalised):\nbicycle: [0.70, 0.50, 0.85, 0.80]\n\n"
+        "Write 2 question-and-answer turns comparing these 2 images: what they share, how they differ, what changed.",
+        {"turns": [{"question": "What changed in the driveway between the two images?",
+                    "answer": "In the first image a red car is parked in the driveway; in the second the driveway is empty."},
+                   {"question": "What appears in the second image that is not in the first?",
+                    "answer": "A bicycle leaning by the door of the house, which the first image does not show."}]})],
+}
+
 # %% ../nbs/01_autolabel.ipynb #8d8b3f8a
 def response_schema(kind:str) -> dict:
     "The JSON-schema `response_format` of a task kind (`qa` or `describe`)."
@@ -101,9 +119,12 @@ def load_tasks(custom:str|dict|None=None) -> dict:
     for name, t in (custom or {}).items():
         if not isinstance(t, dict) or not isinstance(t.get("prompt"), str):
             raise ConfigError(f"custom task {name!r} needs a 'prompt' string (placeholders: {{captions}}, {{objects}}, {{n_turns}})")
-        bad = set(re.findall(r"{(\w*)}", t["prompt"])) - {"captions", "objects", "n_turns", "context"}
+        bad = set(re.findall(r"{(\w*)}", t["prompt"])) - {"captions", "objects", "n_turns", "n_images", "context"}
         if bad: raise ConfigError(f"custom task {name!r}: unknown placeholder(s) {sorted(bad)} in its prompt; use {{captions}}, {{objects}}, {{n_turns}}")
         if t.get("kind", "qa") not in ("qa", "describe"): raise ConfigError(f"custom task {name!r}: kind must be 'qa' or 'describe'")
+        if not (isinstance(t.get("images", 1), int) and t.get("images", 1) >= 1): raise ConfigError(f"custom task {name!r}: images must be a whole number >= 1, got {t['images']!r}")
+        if t.get("images", 1) > 1 and t.get("kind") == "describe" and not t.get("question"):
+            raise ConfigError(f"custom task {name!r}: a describe task about {t['images']} images needs its 'question' (e.g. 'What changed between these images?')")
         tasks[name] = {"kind": "qa", "n_turns": 1, "expected_tokens": 250, "examples": [],
                        "system": "You are an AI visual assistant writing training data about images. " + COMMON_RULES, **t}
     return tasks
@@ -145,20 +166,35 @@ def image_data_url(path:str|Path, side:int=512, quality:int=85) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 # %% ../nbs/01_autolabel.ipynb #2658ff21
-def task_messages(row:dict, task:dict, input_mode:str="vision", image_url:str|None=None, detail:str="low") -> list[dict]:
-    "The chat messages asking `task` about the image of metadata `row`."
-    caps, objs = symbolic_context(row)
-    ctx = context_block(row) if input_mode == "text" else ""
-    prompt = task["prompt"].format(context=ctx, captions=caps or "(none)", objects=objs or "(none)", n_turns=task.get("n_turns", 1))
+def _as_rows(row) -> list[dict]: return row if isinstance(row, list) else [row]
+
+def _context(rows:list[dict], input_mode:str) -> tuple[str, str, str]:
+    "`(context, captions, objects)` of one image, or of several, each under an `Image k:` heading."
+    if len(rows) == 1:
+        caps, objs = symbolic_context(rows[0])
+        return context_block(rows[0]) if input_mode == "text" else "", caps, objs
+    sym = [symbolic_context(r) for r in rows]
+    ctx = "".join(f"Image {k}:\n{context_block(r) or '(no captions or objects)' + chr(10) * 2}" for k, r in enumerate(rows, 1))
+    caps = "\n".join(f"Image {k}: {c}" for k, (c, _) in enumerate(sym, 1) if c)
+    objs = "\n".join(f"Image {k}: {o}" for k, (_, o) in enumerate(sym, 1) if o)
+    return ctx if input_mode == "text" else "", caps, objs
+
+def task_messages(row:dict|list[dict], task:dict, input_mode:str="vision", image_url:str|list|None=None, detail:str="low") -> list[dict]:
+    "The chat messages asking `task` about the image of metadata `row` (a list of rows, and of `image_url`s, for a multi-image task)."
+    rows = _as_rows(row)
+    urls = image_url if isinstance(image_url, list) else [image_url] * len(rows)
+    ctx, caps, objs = _context(rows, input_mode)
+    prompt = task["prompt"].format(context=ctx, captions=caps or "(none)", objects=objs or "(none)", n_turns=task.get("n_turns", 1), n_images=len(rows))
     fmt = ('Reply with JSON only: {"turns": [{"question": "...", "answer": "..."}, ...]}' if task["kind"] == "qa"
            else 'Reply with JSON only: {"description": "..."}')
     msgs = [{"role": "system", "content": f"{task['system']}\n\n{fmt}"}]
     for ex_prompt, ex_answer in task.get("examples", []):
-        msgs += [{"role": "user", "content": ("Example image, given as text:\n" if input_mode == "vision" else "") + ex_prompt},
+        msgs += [{"role": "user", "content": (f"Example image{'s' if len(rows) > 1 else ''}, given as text:\n" if input_mode == "vision" else "") + ex_prompt},
                  {"role": "assistant", "content": json.dumps(ex_answer)}]
     if input_mode == "vision":
-        msgs.append({"role": "user", "content": [{"type": "image_url", "image_url": {"url": image_url or "data:,", "detail": detail}},
-                                                 {"type": "text", "text": prompt}]})
+        pics = [{"type": "image_url", "image_url": {"url": u or "data:,", "detail": detail}} for u in urls]
+        if len(rows) > 1: pics = [p for k, pic in enumerate(pics, 1) for p in ({"type": "text", "text": f"Image {k}:"}, pic)]
+        msgs.append({"role": "user", "content": pics + [{"type": "text", "text": prompt}]})
     else: msgs.append({"role": "user", "content": prompt})
     return msgs
 
@@ -205,16 +241,56 @@ def parse_answer(text:str, kind:str="qa") -> dict:
     return {"turns": pairs}
 
 # %% ../nbs/01_autolabel.ipynb #596a4d6f
-def answer_record(row:dict, task_name:str, task:dict, parsed:dict, **meta) -> dict:
-    "The schema record of a parsed answer about metadata `row` (`<image>` in the first human turn)."
+def _group_id(row) -> str:
+    "The id of an image, or of a group of images (their ids joined by `+`, in order)."
+    return "+".join(r["id"] for r in _as_rows(row))
+
+def _image_meta(rows:list[dict]) -> dict:
+    "A record's meta about its image(s): one image's own, or for several the ids, source files, and the captions and objects of all."
+    if len(rows) == 1:
+        r = rows[0]; return dict(source_file=r.get("source_file"), captions=r.get("captions") or [], objects=r.get("objects") or [])
+    return dict(image_ids=[r["id"] for r in rows], source_file=[r.get("source_file") for r in rows],
+                captions=[c for r in rows for c in r.get("captions") or []], objects=[o for r in rows for o in r.get("objects") or []])
+
+def answer_record(row:dict|list[dict], task_name:str, task:dict, parsed:dict, **meta) -> dict:
+    "The schema record of a parsed answer about metadata `row` (or a list of rows: one `<image>` per image, in order, in the first human turn)."
+    rows = _as_rows(row)
     if task["kind"] == "describe":
-        q = task.get("question") or describe_question(row["id"], task_name)
+        q = task.get("question") or describe_question(rows[0]["id"], task_name)
         texts = [q, parsed["answer"]]
     else: texts = [x for pair in parsed["turns"] for x in pair]
     texts = [t.replace(IMAGE_TOKEN, "").strip() for t in texts]
-    rec = make_record(f"{row['id']}-{task_name}", row["file_name"], turns(*texts), task=task_name,
-                      source_file=row.get("source_file"), captions=row.get("captions") or [], objects=row.get("objects") or [], **meta)
+    image = rows[0]["file_name"] if len(rows) == 1 else [r["file_name"] for r in rows]
+    rec = make_record(f"{_group_id(rows)}-{task_name}", image, turns(*texts, images=len(rows)), task=task_name, **_image_meta(rows), **meta)
     return validate_record(rec)
+
+# %% ../nbs/01_autolabel.ipynb #c9bf8958
+GROUP_BY = ("consecutive", "shared", "random")
+
+def _categories(row:dict) -> set[str]: return {o["category"] for o in row.get("objects") or []}
+
+def _shared_groups(rows:list[dict], size:int) -> list[list[dict]]:
+    "Greedy groups of images sharing object categories: each next member shares the most with the group (earliest on ties)."
+    used, groups = set(), []
+    for i, r in enumerate(rows):
+        if i in used: continue
+        group, cats = [i], _categories(r)
+        while len(group) < size:
+            best = max(((len(cats & _categories(rows[j])), -j) for j in range(i + 1, len(rows)) if j not in used and j not in group), default=(0, 0))
+            if best[0] == 0: break
+            group.append(-best[1]); cats |= _categories(rows[-best[1]])
+        if len(group) == size: used.update(group); groups.append([rows[j] for j in group])
+    return groups
+
+def group_images(rows:list[dict], size:int=2, group_by:str="consecutive", max_groups:int|None=None, seed:int=0) -> list[list[dict]]:
+    "Groups of `size` metadata rows for a multi-image task (see above); deterministic for the same rows, `group_by` and `seed`."
+    if group_by not in GROUP_BY: raise ConfigError(f"group_by must be one of {', '.join(map(repr, GROUP_BY))}, got {group_by!r}")
+    if group_by == "shared": groups = _shared_groups(rows, size)
+    else:
+        order = list(rows)
+        if group_by == "random": order.sort(key=lambda r: stable_id(seed, r["id"]))
+        groups = [order[i:i + size] for i in range(0, len(order) - size + 1, size)]
+    return groups[:max_groups] if max_groups is not None else groups
 
 # %% ../nbs/01_autolabel.ipynb #ec0c53e5
 @dataclass
@@ -244,6 +320,10 @@ class AutolabelConfig:
     max_cost: float = opt(None, "USD this run may spend at most: each request first reserves its worst case, so it stops before passing it; a re-run resumes")
     dry_run: bool = opt(False, "estimate requests, tokens and cost, send nothing")
     limit: int = opt(None, "label only the first N images (to try a prompt)")
+    group_by: str = opt("consecutive", "multi-image tasks (compare): how images are grouped: 'consecutive' (metadata order: 1-2, 3-4, ...), "
+                                       "'shared' (images sharing object categories), 'random' (shuffled with group_seed)")
+    max_groups: int = opt(None, "multi-image tasks: at most this many groups (pairs) per task; default: every full group")
+    group_seed: int = opt(0, "multi-image tasks: seed of group_by 'random'")
     retry_failed: bool = opt(False, "request again the items whose answers failed in an earlier run (refused, unparseable, truncated)")
     poll_interval: float = opt(30.0, "batch mode: seconds between status checks")
     batch_wait: float = opt(86400.0, "batch mode: seconds to wait for the batch; if it is not done by then, a re-run picks it up")
@@ -259,7 +339,8 @@ def _check(cfg:AutolabelConfig) -> tuple[Path, Path]:
     if not (inp / METADATA_FILE).is_file():
         raise FileNotFoundError(f"no {METADATA_FILE} in {str(inp)!r}: run `vlm-it preprocess --output {inp}` first, or point --input at its output")
     for name, val, ok in [("backend", cfg.backend, ("openai", "template")), ("mode", cfg.mode, ("online", "batch")),
-                          ("input_mode", cfg.input_mode, ("vision", "text")), ("detail", cfg.detail, ("low", "high", "auto"))]:
+                          ("input_mode", cfg.input_mode, ("vision", "text")), ("detail", cfg.detail, ("low", "high", "auto")),
+                          ("group_by", cfg.group_by, GROUP_BY)]:
         if val not in ok: raise ConfigError(f"{name} must be one of {', '.join(map(repr, ok))}, got {val!r}")
     if cfg.max_cost is not None and cfg.max_cost < 0: raise ConfigError(f"max_cost must be >= 0, got {cfg.max_cost}")
     return inp, Path(cfg.output)
@@ -268,25 +349,32 @@ def _check(cfg:AutolabelConfig) -> tuple[Path, Path]:
 def _item_key(row_id:str, task:str, phash:str) -> str: return f"{row_id}|{task}|{phash}"
 
 # %% ../nbs/01_autolabel.ipynb #3cf23b3f
+def _rows_of(image_part:str, by_id:dict, task:dict) -> dict|list[dict]|None:
+    "The row (or rows) a ledger key's image part names: one id, or the `+`-joined ids of a multi-image item."
+    if task.get("images", 1) == 1: return by_id.get(image_part)
+    ids = image_part.split("+")
+    return [by_id[i] for i in ids] if len(ids) == task["images"] and all(i in by_id for i in ids) else None
+
 def rebuild_annotations(ledger_path, model:str, rows:list[dict], tasks:dict, hashes:dict) -> list[dict]:
-    "Records of every successful answer of `model` in the ledger: one per (image, task), the current prompt's first."
+    "Records of every successful answer of `model` in the ledger: one per (image or group, task), the current prompt's first."
     by_id, best = {r["id"]: r for r in rows}, {}
     for r in read_jsonl(ledger_path):
         if r.get("model") != model or not r.get("ok") or r.get("key", "").count("|") < 2: continue
         image_id, task, ph = r["key"].rsplit("|", 2)
-        if image_id not in by_id or task not in tasks: continue
+        if task not in tasks or _rows_of(image_id, by_id, tasks[task]) is None: continue
         rank = ph == hashes.get(task)
         if (image_id, task) not in best or rank >= best[image_id, task][0]: best[image_id, task] = (rank, r, ph)
     recs = []
     for (image_id, task), (_, r, ph) in sorted(best.items()):
-        try: recs.append(answer_record(by_id[image_id], task, tasks[task], r["parsed"], labeler=model, prompt_hash=ph, finish_reason=r.get("finish_reason")))
+        try: recs.append(answer_record(_rows_of(image_id, by_id, tasks[task]), task, tasks[task], r["parsed"], labeler=model, prompt_hash=ph,
+                                       finish_reason=r.get("finish_reason")))
         except (KeyError, TypeError, ValueError) as e: log.warning("ledger answer %s not usable (%s); skipped", r["key"], e)
     return recs
 
 # %% ../nbs/01_autolabel.ipynb #2aa6817a
 def _messages_for(row, task, cfg, inp) -> list[dict]:
-    url = image_data_url(resolve_image(inp, row["file_name"]), cfg.image_side) if cfg.input_mode == "vision" else None
-    return task_messages(row, task, cfg.input_mode, url, cfg.detail)
+    urls = [image_data_url(resolve_image(inp, r["file_name"]), cfg.image_side) for r in _as_rows(row)] if cfg.input_mode == "vision" else None
+    return task_messages(row, task, cfg.input_mode, urls, cfg.detail)
 
 # %% ../nbs/01_autolabel.ipynb #b8afb738
 def _requests_for(items:list[tuple], task:dict, cfg, inp) -> tuple[list[dict], list[dict]]:
@@ -294,7 +382,7 @@ def _requests_for(items:list[tuple], task:dict, cfg, inp) -> tuple[list[dict], l
     reqs, failed = [], []
     for row, _, key in items:
         try: reqs.append({"key": key, "messages": _messages_for(row, task, cfg, inp)})
-        except Exception as e: failed.append(chat_result(key, error=f"image: {row['file_name']}: {type(e).__name__}: {e}"))
+        except Exception as e: failed.append(chat_result(key, error=f"image: {', '.join(r['file_name'] for r in _as_rows(row))}: {type(e).__name__}: {e}"))
     return reqs, failed
 
 # %% ../nbs/01_autolabel.ipynb #4cc8e310
@@ -373,10 +461,15 @@ def _prices(cfg) -> dict|None:
     return prices
 
 # %% ../nbs/01_autolabel.ipynb #9d335729
+def _units(cfg, rows:list[dict], task:dict) -> list:
+    "What one request of `task` is about: each row, or for a multi-image task each group of rows."
+    n = task.get("images", 1)
+    return rows if n == 1 else group_images(rows, n, cfg.group_by, cfg.max_groups, cfg.group_seed)
+
 def _work(cfg, rows:list[dict], names:list[str], tasks:dict, ledger) -> tuple[list, list, dict]:
-    "All `(row, task name, key)` items, those the ledger lacks, and the prompt hash of each task."
+    "All `(row or rows, task name, key)` items, those the ledger lacks, and the prompt hash of each task."
     hashes = {n: prompt_hash(tasks[n], cfg.input_mode, cfg.image_side, cfg.detail) for n in names}
-    items = [(row, n, _item_key(row["id"], n, hashes[n])) for n in names for row in rows]
+    items = [(u, n, _item_key(_group_id(u), n, hashes[n])) for n in names for u in _units(cfg, rows, tasks[n])]
     done = ledger_index(ledger, cfg.model, cfg.retry_failed)
     return items, [it for it in items if it[2] not in done], hashes
 

@@ -11,19 +11,23 @@ import numpy as np
 from dataclasses import dataclass
 from pathlib import Path
 
-from .core import (ConfigError, FILTER_REPORT, GPT, IMAGE_TOKEN, adapter_base, atomic_write, get_logger, load_records,
-    opt, read_json, read_jsonl, resolve_image, save_config, stable_id, write_json, write_jsonl)
+from dataclasses import fields
+from .core import (ConfigError, FILTER_REPORT, config_to_dict, GPT, IMAGE_TOKEN, TRAIN_CONFIG_FILE, VIDEO_TOKEN, adapter_base, atomic_write,
+    get_logger, load_records, opt, read_json, read_jsonl, read_yaml, record_files, record_shape, resolve_image, save_config, stable_id,
+    write_json, write_jsonl)
 from .metrics import (HEADLINE_METRICS, bleu_statistic, bootstrap_ci, caption_scores, exact_match, meteor_scorer,
     paired_bootstrap_pvalue, point_estimate, ratio_statistic, vqa_accuracy, vqa_answers_from_reference)
-from .models import QLORA_BASES, base_weights, generate_answers, is_adapter_dir, load_vlm, pick_device
+from .models import (QLORA_BASES, VisualSettings, apply_visual_settings, base_weights, check_shapes, generate_answers, is_adapter_dir,
+    load_processor, load_vlm, pick_device)
 from .plots import _short, funnel_steps, plot_funnel, plot_gallery, plot_loss, plot_metrics
 
 log = get_logger("evaluate")
 
 # %% auto #0
-__all__ = ['log', 'SHORT_ANSWER_TYPES', 'JUDGE_SYSTEM', 'JUDGE_RULE', 'SETTINGS', 'make_items', 'score_model', 'summarize_scores',
-           'compare_scores', 'judge_messages', 'parse_judge', 'judge_scores', 'select_samples', 'render_report',
-           'EvalConfig', 'model_specs', 'load_items', 'generate_all', 'judge_all', 'summarize_run', 'prediction_rows',
+__all__ = ['log', 'SHORT_ANSWER_TYPES', 'SHAPES', 'SHAPE_METRICS', 'JUDGE_SYSTEM', 'JUDGE_RULE', 'SETTINGS', 'make_items',
+           'score_model', 'shape_breakdown', 'summarize_scores', 'compare_scores', 'judge_messages', 'parse_judge',
+           'judge_scores', 'select_samples', 'render_report', 'EvalConfig', 'visual_settings', 'model_specs',
+           'load_items', 'check_models', 'generate_all', 'judge_all', 'summarize_run', 'prediction_rows',
            'pick_samples', 'draw_figures', 'evaluate_model']
 
 # %% ../nbs/04_evaluate.ipynb #3515fbac
@@ -40,8 +44,12 @@ def _is_caption(meta:dict, answer_type) -> bool:
     return answer_type == "description" or "caption" in task or "descri" in task
 
 # %% ../nbs/04_evaluate.ipynb #ea1006a3
+def _visual_keys(rec:dict) -> dict:
+    "The record's `image` and `video` keys, as it has them (none for a text-only record)."
+    return {k: rec[k] for k in ("image", "video") if rec.get(k) is not None}
+
 def make_items(records:list[dict]) -> list[dict]:
-    "One evaluation item per assistant turn of each record (see above for ids, kinds and references)."
+    "One evaluation item per assistant turn of each record, of any shape (see above for ids, kinds and references)."
     items = []
     for rec in records:
         convs, meta = rec["conversations"], rec.get("meta") or {}
@@ -51,8 +59,9 @@ def make_items(records:list[dict]) -> list[dict]:
             kind = "vqa" if at in SHORT_ANSWER_TYPES else "caption" if _is_caption(meta, at) else "open"
             refs = [convs[j]["value"].strip()]
             if kind == "caption": refs += [c for c in (meta.get("captions") or []) if isinstance(c, str) and c.strip() and c.strip() not in refs]
+            question = convs[j - 1]["value"].replace(IMAGE_TOKEN, "").replace(VIDEO_TOKEN, "").strip()
             items.append({"id": rec["id"] if len(answers) == 1 else f"{rec['id']}#{k + 1}", "record_id": rec["id"], "turn": k,
-                          "image": rec["image"], "context": convs[:j], "question": convs[j - 1]["value"].replace(IMAGE_TOKEN, "").strip(),
+                          **_visual_keys(rec), "shape": record_shape(rec), "context": convs[:j], "question": question,
                           "references": refs, "kind": kind, "answer_type": at})
     return items
 
@@ -80,7 +89,7 @@ def _judge_part(judge, text:list[int]) -> tuple[np.ndarray, np.ndarray]:
 
 # %% ../nbs/04_evaluate.ipynb #377e0b2a
 def score_model(items:list[dict], predictions:list[str], judge:np.ndarray|None=None, caption_tokenizer:str="ptb", spice:bool=False) -> dict:
-    "Metric values, bootstrap inputs, per-answer-type groups and per-item scores of `predictions` (aligned with `items`)."
+    "Metric values, bootstrap inputs, per-answer-type groups, items per shape and per-item scores of `predictions` (aligned with `items`)."
     if len(items) != len(predictions): raise ValueError(f"{len(predictions)} predictions for {len(items)} items")
     values, item_scores, by_type = {}, [{} for _ in items], {}
     em = np.array([exact_match(p, it["references"]) for p, it in zip(predictions, items)])
@@ -103,7 +112,10 @@ def score_model(items:list[dict], predictions:list[str], judge:np.ndarray|None=N
         counts["n_judged"] = int(judged.sum())
     for m, (x, stat) in samples.items(): values.setdefault(m, point_estimate(x, stat))
     for s in item_scores: s["score"] = s.get("vqa_accuracy", s.get("ROUGE-L", s["exact_match"]))
-    return {"values": values, "samples": samples, "by_type": {k: np.array(v) for k, v in by_type.items()}, "item_scores": item_scores, "counts": counts}
+    by_shape = {}
+    for i, it in enumerate(items): by_shape.setdefault(it.get("shape", "image"), []).append(i)
+    return {"values": values, "samples": samples, "by_type": {k: np.array(v) for k, v in by_type.items()}, "by_shape": by_shape,
+            "item_scores": item_scores, "counts": counts}
 
 # %% ../nbs/04_evaluate.ipynb #3b424d3c
 def _ci(values, stat, point, n_boot, confidence, seed, shifted=False):
@@ -113,14 +125,26 @@ def _ci(values, stat, point, n_boot, confidence, seed, shifted=False):
     return [round(lo, 6), round(hi, 6)]
 
 # %% ../nbs/04_evaluate.ipynb #486d7672
+SHAPES = ("text", "image", "images", "video")
+SHAPE_METRICS = ("vqa_accuracy", "exact_match", "ROUGE-L", "CIDEr", "METEOR", "judge")
+
+def shape_breakdown(scores:dict) -> dict:
+    "Per record shape: its number of items and the mean per-item score of each metric its items have (the report's per-shape table)."
+    out = {}
+    for shape in sorted(scores.get("by_shape", {}), key=lambda s: (SHAPES.index(s) if s in SHAPES else len(SHAPES), s)):
+        its = [scores["item_scores"][i] for i in scores["by_shape"][shape]]
+        out[shape] = {"n": len(its), **{m: round(float(np.mean(v)), 6) for m in SHAPE_METRICS if (v := [s[m] for s in its if m in s])}}
+    return out
+
 def summarize_scores(scores:dict, n_boot:int=1000, confidence:float=0.95, seed:int=0) -> dict:
-    "The JSON summary of one model: metric values, their bootstrap intervals under `ci`, VQA accuracy per answer type."
+    "The JSON summary of one model: metric values, their bootstrap intervals under `ci`, VQA accuracy per answer type, metrics per shape (when several)."
     out = {m: round(scores["values"][m], 6) for m in HEADLINE_METRICS if m in scores["values"]}
     out["ci"] = {m: _ci(*scores["samples"][m], scores["values"][m], n_boot, confidence, seed, shifted=m in ("METEOR", "SPICE"))
                  for m in out if m in scores["samples"]}
     if scores["by_type"]:
         out["vqa_accuracy_by_type"] = {t: {"value": round(float(v.mean()), 6), "n": len(v), "ci": _ci(v, None, 0, n_boot, confidence, seed)}
                                        for t, v in sorted(scores["by_type"].items(), key=lambda kv: str(kv[0]))}
+    if len(scores.get("by_shape", {})) > 1: out["by_shape"] = shape_breakdown(scores)
     out.update(scores["counts"])
     return out
 
@@ -239,6 +263,19 @@ def _type_table(models:dict) -> list[str]:
         L.append(f"| {t} | {nn} | " + " | ".join("–" if not r else f"{r['value']:.4f} [{r['ci'][0]:.4f}, {r['ci'][1]:.4f}]" for r in row) + " |")
     return L
 
+# %% ../nbs/04_evaluate.ipynb #945dcbff
+def _shape_table(models:dict) -> list[str]:
+    "The metrics per record shape (text-only, one image, several images, video), one column per model; only with several shapes."
+    names = list(models)
+    shapes = list(dict.fromkeys(s for n in names for s in models[n].get("by_shape", {})))
+    if not shapes: return []
+    L = ["", "## Metrics by input shape", "", "| shape | n | metric | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
+    for s in shapes:
+        rows = [models[n].get("by_shape", {}).get(s, {}) for n in names]
+        for m in [m for m in SHAPE_METRICS if any(m in r for r in rows)]:
+            L.append(f"| {s} | {next(r['n'] for r in rows if r)} | {m} | " + " | ".join(f"{r[m]:.4f}" if m in r else "–" for r in rows) + " |")
+    return L
+
 # %% ../nbs/04_evaluate.ipynb #188aeb55
 def _sample_table(samples:list[dict], names:list[str], figures:dict) -> list[str]:
     "The best and worst samples: question, reference and every model's answer."
@@ -266,11 +303,11 @@ def _method_notes(settings:dict) -> list[str]:
 
 # %% ../nbs/04_evaluate.ipynb #092b178a
 def render_report(metrics:dict, figures:dict[str, str], samples:list[dict]) -> str:
-    "The Markdown report: settings, metric tables with intervals, comparisons, per-answer-type accuracy, figures, samples."
+    "The Markdown report: settings, metric tables with intervals, comparisons, per-answer-type accuracy, per-shape metrics, figures, samples."
     models = metrics["models"]
     L = _report_header(metrics) + _metric_table(models)
     if "metrics" in figures: L += ["", f"![metrics]({figures['metrics']})"]
-    L += _comparison_tables(metrics["comparisons"]) + _type_table(models)
+    L += _comparison_tables(metrics["comparisons"]) + _type_table(models) + _shape_table(models)
     for key, title in [("loss", "Training loss"), ("funnel", "Data filter funnel")]:
         if key in figures: L += ["", f"## {title}", "", f"![{key}]({figures[key]})"]
     L += _sample_table(samples, list(models), figures) + _method_notes(metrics["settings"])
@@ -278,8 +315,8 @@ def render_report(metrics:dict, figures:dict[str, str], samples:list[dict]) -> s
 
 # %% ../nbs/04_evaluate.ipynb #5662fe4b
 @dataclass
-class EvalConfig:
-    "Options of `vlm-it evaluate`."
+class EvalConfig(VisualSettings):
+    "Options of `vlm-it evaluate`; the image and video settings (`VisualSettings`) default to the training run's."
     model: str = opt(None, "base model: a local directory or a hub id (read from the adapter's config when omitted)")
     adapter: str = opt(None, "PEFT adapter directory to apply to --model (the train stage's output)")
     input: str = opt(None, "records to evaluate on: annotations.json / .jsonl (LLaVA or HF messages format)")
@@ -315,6 +352,18 @@ def _check_config(cfg:EvalConfig):
     if bool(cfg.judge_model) != bool(cfg.judge_base_url): raise ConfigError("the LLM judge needs both judge_model and judge_base_url")
     if cfg.qlora_base not in QLORA_BASES: raise ConfigError(f"qlora_base must be one of {', '.join(QLORA_BASES)}, got {cfg.qlora_base!r}")
 
+# %% ../nbs/04_evaluate.ipynb #427a133b
+def visual_settings(cfg:EvalConfig, adapter=None) -> tuple[VisualSettings, dict]:
+    "`(settings, source)`: `cfg`'s image and video settings where it changes a default, else those saved with `adapter`'s training run; `source` says which, per key."
+    p = Path(adapter) / TRAIN_CONFIG_FILE if adapter else None
+    saved, default = (read_yaml(p) if p is not None and p.is_file() else {}), VisualSettings()
+    vals, source = {}, {}
+    for f in fields(VisualSettings):
+        mine = getattr(cfg, f.name)
+        if mine == getattr(default, f.name) and f.name in saved: vals[f.name], source[f.name] = saved[f.name], TRAIN_CONFIG_FILE
+        else: vals[f.name], source[f.name] = mine, "default" if mine == getattr(default, f.name) else "evaluate"
+    return VisualSettings(**vals), source
+
 # %% ../nbs/04_evaluate.ipynb #cf821a6b
 def model_specs(cfg:EvalConfig) -> list[tuple[str, str|None, str|None]]:
     "`[(name, model, adapter)]`: the evaluated model first, then each `--compare` entry."
@@ -336,26 +385,37 @@ def model_specs(cfg:EvalConfig) -> list[tuple[str, str|None, str|None]]:
 
 # %% ../nbs/04_evaluate.ipynb #09efb889
 def load_items(cfg:EvalConfig) -> tuple[list[dict], list[dict], Path]:
-    "`(records, items, image_root)` of `cfg.input`; every item's image is checked before any model loads."
+    "`(records, items, image_root)` of `cfg.input`; every file of every item (images, video, frames) is checked before any model loads."
     image_root = Path(cfg.image_root) if cfg.image_root else Path(cfg.input).parent
     records = load_records(cfg.input)[:cfg.limit or None]
     items = make_items(records)
     if not items: raise ConfigError(f"{cfg.input}: no assistant turns to evaluate")
-    for it in items: resolve_image(image_root, it["image"], check_exists=True, rid=it["record_id"])
+    for it in items:
+        for f in record_files(it): resolve_image(image_root, f, check_exists=True, rid=it["id"])
     return records, items, image_root
 
 # %% ../nbs/04_evaluate.ipynb #00d1c850
-def generate_all(cfg:EvalConfig, specs:list[tuple], items:list[dict], image_root) -> dict[str, list[str]]:
-    "Every model's answers to `items`, `{name: answers}`, loading one model at a time."
-    preds = {}
+def check_models(specs:list[tuple], records:list[dict]):
+    "Refuse, before any model loads, a model whose family cannot take a shape of `records` (`check_shapes` on its processor and config)."
+    for name, model, adapter in specs:
+        try: check_shapes(load_processor(model, adapter), records, model)
+        except ConfigError as e: raise ConfigError(f"model {name!r}: {e}") from None
+
+def generate_all(cfg:EvalConfig, specs:list[tuple], items:list[dict], image_root) -> tuple[dict[str, list[str]], dict[str, dict]]:
+    "Every model's answers to `items`, `{name: answers}`, loading one model at a time, and the visual settings each ran with."
+    preds, used = {}, {}
     for name, model, adapter in specs:
         log.info("generating with %s (%s%s)", name, model, f" + {adapter}" if adapter else "")
+        settings, source = visual_settings(cfg, adapter)
         m, proc = load_vlm(model, adapter, cfg.device, cfg.dtype, cfg.qlora_base)
-        preds[name] = generate_answers(m, proc, items, image_root, cfg.batch_size, cfg.max_new_tokens, cfg.num_beams, desc=f"generate ({name})")
+        applied = apply_visual_settings(proc, settings)
+        used[name] = {"settings": config_to_dict(settings), "source": source, "applied": applied}
+        preds[name] = generate_answers(m, proc, items, image_root, cfg.batch_size, cfg.max_new_tokens, cfg.num_beams,
+                                       desc=f"generate ({name})", settings=settings)
         del m; gc.collect()
         if pick_device(cfg.device).startswith("cuda"):
             import torch; torch.cuda.empty_cache()
-    return preds
+    return preds, used
 
 # %% ../nbs/04_evaluate.ipynb #a7197891
 def judge_all(cfg:EvalConfig, records:list[dict], items:list[dict], preds:dict, out:Path) -> tuple[dict, dict]:
@@ -372,24 +432,27 @@ def judge_all(cfg:EvalConfig, records:list[dict], items:list[dict], preds:dict, 
 # %% ../nbs/04_evaluate.ipynb #09ee1e5b
 SETTINGS = ("batch_size", "max_new_tokens", "num_beams", "n_bootstrap", "confidence", "seed", "caption_tokenizer", "qlora_base")
 
-def summarize_run(cfg:EvalConfig, specs:list[tuple], items:list[dict], scores:dict, failures:dict) -> dict:
+def summarize_run(cfg:EvalConfig, specs:list[tuple], items:list[dict], scores:dict, failures:dict, visuals:dict|None=None) -> dict:
     "`metrics.json`: per model its summary and the weights its adapter went on, the comparisons of the first with the others, the settings."
     models = {}
     for n, model, adapter in specs:
         models[n] = {"model": model, "adapter": adapter, "base_weights": base_weights(adapter, cfg.qlora_base),
                      **summarize_scores(scores[n], cfg.n_bootstrap, cfg.confidence, cfg.seed)}
         if n in failures: models[n]["judge_failed"] = len(failures[n]); models[n]["judge_failures"] = failures[n][:50]
+        if visuals and n in visuals: models[n]["visual_settings"] = visuals[n]
     names = list(models)
     comparisons = {f"{names[0]} vs {b}": {"model": names[0], "baseline": b, "metrics": compare_scores(scores[names[0]], scores[b], cfg.n_bootstrap, cfg.seed)}
                    for b in names[1:]}
     kinds = {k: sum(it["kind"] == k for it in items) for k in ("vqa", "caption", "open")}
+    shapes = {s: sum(it.get("shape") == s for it in items) for s in SHAPES}
     return {"input": str(cfg.input), "n_items": len(items), "items_by_kind": {k: v for k, v in kinds.items() if v},
+            "items_by_shape": {s: v for s, v in shapes.items() if v},
             "models": models, "comparisons": comparisons, "settings": {k: getattr(cfg, k) for k in SETTINGS}}
 
 # %% ../nbs/04_evaluate.ipynb #b185d50d
 def prediction_rows(items:list[dict], preds:dict, scores:dict) -> list[dict]:
     "The lines of `predictions.jsonl`: one per item and model, with that item's scores."
-    return [{"id": it["id"], "model": n, "image": it["image"], "question": it["question"], "prediction": preds[n][i],
+    return [{"id": it["id"], "model": n, **_visual_keys(it), "shape": it.get("shape"), "question": it["question"], "prediction": preds[n][i],
              "references": it["references"], "kind": it["kind"], "answer_type": it["answer_type"], "scores": scores[n]["item_scores"][i]}
             for i, it in enumerate(items) for n in preds]
 
@@ -430,13 +493,14 @@ def evaluate_model(cfg:EvalConfig) -> dict:
     _check_config(cfg)
     specs = model_specs(cfg)
     records, items, image_root = load_items(cfg)
+    check_models(specs, records)
     if cfg.caption_tokenizer == "ptb" and any(it["kind"] != "vqa" for it in items): meteor_scorer()   # the JVM loads while models generate
     out = Path(cfg.output); out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "eval_config.yaml")
-    preds = generate_all(cfg, specs, items, image_root)
+    preds, visuals = generate_all(cfg, specs, items, image_root)
     judges, failures = judge_all(cfg, records, items, preds, out)
     scores = {n: score_model(items, p, judges.get(n), cfg.caption_tokenizer, cfg.spice) for n, p in preds.items()}
-    metrics = summarize_run(cfg, specs, items, scores, failures)
+    metrics = summarize_run(cfg, specs, items, scores, failures, visuals)
     write_jsonl(prediction_rows(items, preds, scores), out / "predictions.jsonl")
     write_json(metrics, out / "metrics.json")
     main = [s["score"] for s in scores[specs[0][0]]["item_scores"]]

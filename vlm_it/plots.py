@@ -10,7 +10,7 @@ import io, math
 import numpy as np
 from pathlib import Path
 
-from .core import atomic_write, resolve_image
+from .core import atomic_write, load_image, record_images, record_video, resolve_image
 
 # %% auto #0
 __all__ = ['save_figure', 'funnel_steps', 'plot_funnel', 'plot_loss', 'plot_metrics', 'plot_gallery']
@@ -123,23 +123,43 @@ def _short(text, n=160):
     return textwrap.fill(text if len(text) <= n else text[:n - 1] + "…", 70)
 
 # %% ../nbs/11_plots.ipynb #9270cc03
-def _thumbnail(ax, image_root, image:str):
-    "The item's image, shrunk, on `ax`; an unreadable image leaves the panel empty."
-    from PIL import Image
-    try:
-        with Image.open(resolve_image(image_root, image)) as im: im = im.convert("RGB"); im.thumbnail((160, 160)); ax.imshow(im)
-    except (OSError, ValueError): pass
+def _first_frame(path):
+    "The first frame of a video file (PyAV), as a PIL image."
+    import av
+    with av.open(str(path)) as f: return next(f.decode(video=0)).to_image()
+
+def _thumbnail_image(image_root, item:dict) -> tuple:
+    "`(picture, badge)` of an item: its first image (badge `+N` for N more), a video's first frame (`video`), or `(None, 'text only')`."
+    images, video = record_images(item), record_video(item)
+    if video is not None:
+        first = resolve_image(image_root, video if isinstance(video, str) else video[0])
+        return (_first_frame(first) if isinstance(video, str) else load_image(first)), "video"
+    if not images: return None, "text only"
+    return load_image(resolve_image(image_root, images[0])), f"+{len(images) - 1}" if len(images) > 1 else None
+
+# %% ../nbs/11_plots.ipynb #21d00f6c
+def _thumbnail(ax, image_root, item:dict|str):
+    "The item's picture, shrunk, on `ax`, with its badge; a text tile for a text-only item; an unreadable file leaves the panel empty."
+    if isinstance(item, str): item = {"image": item}
+    try: im, badge = _thumbnail_image(image_root, item)
+    except Exception: im, badge = None, None   # a missing or undecodable file: no picture, the row still shows the text
+    if im is not None:
+        im.thumbnail((160, 160)); ax.imshow(im)
+        if badge: ax.text(0.96, 0.04, badge, transform=ax.transAxes, ha="right", va="bottom", fontsize=9, color="white",
+                          bbox=dict(boxstyle="round,pad=0.2", fc="black", alpha=0.7, lw=0))
+    elif badge:
+        ax.set_facecolor("0.92"); ax.text(0.5, 0.5, badge.replace(" ", "\n"), transform=ax.transAxes, ha="center", va="center", fontsize=10, color="0.3")
     ax.set_xticks([]); ax.set_yticks([])
 
 # %% ../nbs/11_plots.ipynb #cf093754
 def plot_gallery(items:list[dict], predictions:dict[str, list[str]], scores:list[float], picks:list[tuple[str, int]], image_root, path) -> Path|None:
-    "One row per picked item: its thumbnail, question, reference and every model's answer."
+    "One row per picked item: its thumbnail (see `_thumbnail`), question, reference and every model's answer."
     if not picks: return None
     fig = _figure(10, 1.5 * len(picks))
     gs = fig.add_gridspec(len(picks), 2, width_ratios=[1, 5])
     for r, (label, i) in enumerate(picks):
         it = items[i]
-        _thumbnail(fig.add_subplot(gs[r, 0]), image_root, it["image"])
+        _thumbnail(fig.add_subplot(gs[r, 0]), image_root, it)
         tx = fig.add_subplot(gs[r, 1]); tx.axis("off")
         lines = [f"[{label}, score {scores[i]:.2f}] {it['id']}", "Q: " + _short(it["question"], 120), "Ref: " + _short(it["references"][0], 120)]
         lines += [f"{n}: " + _short(p[i], 120) for n, p in predictions.items()]
