@@ -13,13 +13,13 @@ from typing import Callable
 from .tiny import bpe_tokenizer, chat_template, default_corpus, make_tiny_model, train_tokenizer
 
 # %% auto #0
-__all__ = ['ONEVISION_TEMPLATE', 'QWEN_SPECIALS', 'QWEN_IMAGE', 'GEMMA_SPECIALS', 'PINPOINTS', 'AYA_SPECIALS', 'AYA_TEMPLATE',
-           'GLM_SPECIALS', 'FAMILIES', 'DEFAULT_FAMILIES', 'family_tokenizer', 'chatml_template', 'gemma_template',
-           'llama3_template', 'mistral_template', 'build_qwen2_vl', 'build_qwen2_5_vl', 'build_qwen3_vl',
-           'build_gemma3', 'build_paligemma', 'build_smolvlm', 'build_llava_next', 'build_llava_onevision',
-           'build_internvl', 'build_mllama', 'build_aya_vision', 'build_mistral3', 'build_pixtral',
-           'build_phi4_multimodal', 'build_vipllava', 'build_qwen3_vl_moe', 'build_idefics2', 'build_llava_next_video',
-           'build_glm4v', 'build_lfm2_vl', 'Family', 'make_family_model']
+__all__ = ['ONEVISION_TEMPLATE', 'QWEN_SPECIALS', 'QWEN_IMAGE', 'QWEN_VIDEO', 'GEMMA_SPECIALS', 'PINPOINTS', 'AYA_SPECIALS',
+           'AYA_TEMPLATE', 'GLM_SPECIALS', 'FAMILIES', 'DEFAULT_FAMILIES', 'family_tokenizer', 'chatml_template',
+           'gemma_template', 'llama3_template', 'mistral_template', 'build_qwen2_vl', 'build_qwen2_5_vl',
+           'build_qwen3_vl', 'build_gemma3', 'build_paligemma', 'build_smolvlm', 'build_llava_next',
+           'build_llava_onevision', 'build_internvl', 'build_mllama', 'build_aya_vision', 'build_mistral3',
+           'build_pixtral', 'build_phi4_multimodal', 'build_vipllava', 'build_qwen3_vl_moe', 'build_idefics2',
+           'build_llava_next_video', 'build_glm4v', 'build_lfm2_vl', 'Family', 'make_family_model']
 
 # %% ../nbs/20_families.ipynb #2189663b
 def family_tokenizer(specials:list[str], named:dict, extra:dict|None=None, vocab_size:int=512, add_bos:str|None=None):
@@ -29,16 +29,17 @@ def family_tokenizer(specials:list[str], named:dict, extra:dict|None=None, vocab
     return PreTrainedTokenizerFast(tokenizer_object=tok, **named, extra_special_tokens=extra or {})
 
 # %% ../nbs/20_families.ipynb #0876d660
-def _content(image:str) -> str:
-    "Jinja writing a message's content: `image` for an image part, the text of a text part."
+def _content(image:str, video:str|None=None) -> str:
+    "Jinja writing a message's content: `image` for an image part, `video` for a video part, the text of a text part."
+    vid = "{% elif c['type'] == 'video' %}{{ '" + video + "' }}" if video else ""
     return ("{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
-            "{% if c['type'] == 'image' %}{{ '" + image + "' }}{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}"
+            "{% if c['type'] == 'image' %}{{ '" + image + "' }}" + vid + "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}"
             "{% endfor %}{% endif %}")
 
 # %% ../nbs/20_families.ipynb #8caccf1c
-def chatml_template(image:str) -> str:
+def chatml_template(image:str, video:str|None=None) -> str:
     "ChatML (Qwen-VL, InternVL): `<|im_start|>role\\n...<|im_end|>\\n`, no BOS."
-    return ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' }}" + _content(image) + "{{ '<|im_end|>\\n' }}{% endfor %}"
+    return ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' }}" + _content(image, video) + "{{ '<|im_end|>\\n' }}{% endfor %}"
             "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
 
 # %% ../nbs/20_families.ipynb #41ed2fa6
@@ -63,6 +64,7 @@ def mistral_template(image:str) -> str:
 ONEVISION_TEMPLATE = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + ' ' }}"
     "{% if m['content'] is string %}{{ '\\n' + m['content'] }}{% else %}"
     "{% for c in m['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>' }}{% endfor %}"
+    "{% for c in m['content'] | selectattr('type', 'equalto', 'video') %}{{ '<video>' }}{% endfor %}"
     "{% for c in m['content'] | selectattr('type', 'equalto', 'text') %}{{ '\\n' + c['text'] }}{% endfor %}{% endif %}"
     "{{ '<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
 
@@ -80,7 +82,7 @@ def _siglip(image:int=32, patch:int=8) -> dict:
 
 # %% ../nbs/20_families.ipynb #4c0fa2a3
 QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
-QWEN_IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
+QWEN_IMAGE, QWEN_VIDEO = "<|vision_start|><|image_pad|><|vision_end|>", "<|vision_start|><|video_pad|><|vision_end|>"
 
 def _qwen_tokenizer():
     return family_tokenizer(QWEN_SPECIALS, dict(eos_token="<|im_end|>", pad_token="<|endoftext|>"),
@@ -93,10 +95,14 @@ def _qwen_ids(tok) -> dict:
     return dict(image_token_id=c("<|image_pad|>"), video_token_id=c("<|video_pad|>"), vision_start_token_id=c("<|vision_start|>"),
                 vision_end_token_id=c("<|vision_end|>"), tie_word_embeddings=False)
 
+def _qwen_video(cls):
+    "The family's video processor with the tiny model's 8-pixel patches (the default 14 would not match its vision tower)."
+    return cls(patch_size=8, merge_size=2, temporal_patch_size=2, size={"shortest_edge": 32 * 32, "longest_edge": 64 * 64})
+
 def _qwen_processor(cls, tok, video_processor):
     from transformers import Qwen2VLImageProcessor
     ip = Qwen2VLImageProcessor(patch_size=8, merge_size=2, temporal_patch_size=2, size={"shortest_edge": 32 * 32, "longest_edge": 32 * 32})
-    return cls(image_processor=ip, tokenizer=tok, video_processor=video_processor, chat_template=chatml_template(QWEN_IMAGE))
+    return cls(image_processor=ip, tokenizer=tok, video_processor=video_processor, chat_template=chatml_template(QWEN_IMAGE, QWEN_VIDEO))
 
 # %% ../nbs/20_families.ipynb #0e4412ec
 def build_qwen2_vl():
@@ -104,7 +110,7 @@ def build_qwen2_vl():
     tok = _qwen_tokenizer()
     cfg = Qwen2VLConfig(text_config=_text(tok, rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}), **_qwen_ids(tok),
         vision_config=dict(depth=2, embed_dim=32, hidden_size=64, mlp_ratio=2, num_heads=2, patch_size=8, spatial_merge_size=2))
-    return Qwen2VLForConditionalGeneration(cfg), _qwen_processor(Qwen2VLProcessor, tok, Qwen2VLVideoProcessor())
+    return Qwen2VLForConditionalGeneration(cfg), _qwen_processor(Qwen2VLProcessor, tok, _qwen_video(Qwen2VLVideoProcessor))
 
 # %% ../nbs/20_families.ipynb #7b8b5b2f
 def build_qwen2_5_vl():
@@ -113,7 +119,7 @@ def build_qwen2_5_vl():
     cfg = Qwen2_5_VLConfig(text_config=_text(tok, rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}), **_qwen_ids(tok),
         vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64, patch_size=8,
                            spatial_merge_size=2, temporal_patch_size=2, window_size=32, fullatt_block_indexes=[1]))
-    return Qwen2_5_VLForConditionalGeneration(cfg), _qwen_processor(Qwen2_5_VLProcessor, tok, Qwen2VLVideoProcessor())
+    return Qwen2_5_VLForConditionalGeneration(cfg), _qwen_processor(Qwen2_5_VLProcessor, tok, _qwen_video(Qwen2VLVideoProcessor))
 
 # %% ../nbs/20_families.ipynb #33352599
 def build_qwen3_vl():
@@ -123,7 +129,7 @@ def build_qwen3_vl():
     cfg = Qwen3VLConfig(text_config=_text(tok, rope_scaling=rope), **_qwen_ids(tok),
         vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64, patch_size=8,
                            spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=16, deepstack_visual_indexes=[0]))
-    return Qwen3VLForConditionalGeneration(cfg), _qwen_processor(Qwen3VLProcessor, tok, Qwen3VLVideoProcessor(patch_size=8))
+    return Qwen3VLForConditionalGeneration(cfg), _qwen_processor(Qwen3VLProcessor, tok, _qwen_video(Qwen3VLVideoProcessor))
 
 # %% ../nbs/20_families.ipynb #347c1ddd
 GEMMA_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>", "<image_soft_token>"]
@@ -308,7 +314,7 @@ def build_qwen3_vl_moe():
     cfg = Qwen3VLMoeConfig(text_config=_text(tok, rope_scaling=rope, moe_intermediate_size=32, num_experts=4, num_experts_per_tok=2), **_qwen_ids(tok),
         vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64, patch_size=8,
                            spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=16, deepstack_visual_indexes=[0]))
-    return Qwen3VLMoeForConditionalGeneration(cfg), _qwen_processor(Qwen3VLProcessor, tok, Qwen3VLVideoProcessor(patch_size=8))
+    return Qwen3VLMoeForConditionalGeneration(cfg), _qwen_processor(Qwen3VLProcessor, tok, _qwen_video(Qwen3VLVideoProcessor))
 
 # %% ../nbs/20_families.ipynb #8a867697
 def build_idefics2():
