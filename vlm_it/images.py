@@ -10,15 +10,16 @@ import contextlib, random, warnings
 from dataclasses import dataclass
 from typing import NamedTuple
 from functools import lru_cache, partial
+from pathlib import Path
 from PIL import Image, ImageEnhance, ImageFile, ImageFilter, ImageOps
 
-from .core import ConfigError
+from .core import ConfigError, resolve_image
 
 # %% auto #0
 __all__ = ['AUGMENTATIONS', 'IMAGE_EXTS', 'HASH_METHODS', 'THUMB_SIDE', 'BLOCK', 'PIXEL_DISTANCE', 'MAX_COLOUR', 'BadImage',
            'fit_size', 'to_rgb', 'open_image', 'augment_image', 'Fingerprint', 'image_fingerprint', 'hamming',
            'colour_distance', 'thumbnail', 'pixel_distance', 'DupLimits', 'same_picture', 'Pictures', 'NearDupIndex',
-           'group_copies', 'hashes_within', 'find_twins']
+           'group_copies', 'hashes_within', 'find_twins', 'load_video', 'write_video']
 
 # %% ../nbs/06_images.ipynb #bc33d79b
 class BadImage(ValueError):
@@ -284,3 +285,59 @@ def find_twins(fps:list[Fingerprint], refs:list[Fingerprint], thumb, ref_thumb, 
             if same: twin = (j, hd, pd); break
         out.append((near, d, twin))
     return out
+
+# %% ../nbs/06_images.ipynb #bca861d2
+def _even(items:list, k:int|None) -> list:
+    "At most `k` of `items`, spread evenly from the first to the last (all of them when `k` is 0 or None)."
+    n = len(items)
+    if not k or n <= k: return list(items)
+    if k == 1: return [items[0]]
+    return [items[round(i * (n - 1) / (k - 1))] for i in range(k)]
+
+# %% ../nbs/06_images.ipynb #53924881
+def _frames_at_fps(path:Path, fps:float|None) -> list[Image.Image]:
+    "The frames of the video file at `path`, one per `1/fps` seconds of its timestamps (all frames without `fps`), as RGB."
+    import av
+    with av.open(str(path)) as box:
+        stream = box.streams.video[0]
+        half = 0.5 / float(stream.average_rate or stream.guessed_rate or 25)  # half a frame: timestamps are rounded
+        out, start, next_t = [], None, 0.0
+        for i, fr in enumerate(box.decode(stream)):
+            t = fr.time if fr.time is not None else i * 2 * half
+            start = t if start is None else start
+            t -= start  # streams may start after 0
+            if fps and t + half < next_t: continue
+            out.append(fr.to_image())
+            if fps: next_t = (int((t + half) * fps) + 1) / fps  # the next multiple of 1/fps after this frame
+    return out
+
+# %% ../nbs/06_images.ipynb #6d5982e0
+def load_video(src, image_root=None, fps:float=2.0, max_frames:int=32) -> list[Image.Image]:
+    "RGB frames of `src`: a video file sampled at `fps` by timestamp, or a list of frame files; evenly thinned to at most `max_frames`."
+    def where(p): return resolve_image(image_root, p) if image_root is not None else Path(p)
+    if isinstance(src, (list, tuple)):
+        frames = []
+        for p in _even(list(src), max_frames):
+            if not where(p).is_file(): raise BadImage(f"video frame {str(p)!r} not found" + (f" under {str(image_root)!r}" if image_root else ""))
+            try: frames.append(open_image(where(p))[0])
+            except BadImage as e: raise BadImage(f"video frame {str(p)!r}: {e}") from None
+        return frames
+    path = where(src)
+    if not path.is_file(): raise BadImage(f"video {str(src)!r} not found" + (f" under {str(image_root)!r}" if image_root else ""))
+    try: frames = _frames_at_fps(path, fps)
+    except Exception as e: raise BadImage(f"video {str(src)!r} cannot be decoded ({e.__class__.__name__}: {e})") from None
+    if not frames: raise BadImage(f"video {str(src)!r} has no video frames")
+    return _even(frames, max_frames)
+
+# %% ../nbs/06_images.ipynb #25bd84df
+def write_video(path, seconds:int=3, rate:int=10, side:int=32, codec:str="mpeg4"):
+    "A test clip (PyAV): one colour per second (red, green, blue, ...), brightening within each second."
+    import av, numpy as np
+    colours = np.array([(255, 0, 0), (0, 255, 0), (0, 0, 255)])
+    with av.open(str(path), "w") as box:
+        s = box.add_stream(codec, rate=rate); s.width = s.height = side; s.pix_fmt = "yuv420p"
+        for i in range(seconds * rate):
+            a = np.zeros((side, side, 3), np.uint8) + (colours[i // rate % 3] * (0.5 + 0.5 * (i % rate) / rate)).astype(np.uint8)
+            for p in s.encode(av.VideoFrame.from_ndarray(a, format="rgb24")): box.mux(p)
+        for p in s.encode(): box.mux(p)
+    return path

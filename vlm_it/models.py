@@ -13,10 +13,11 @@ from pathlib import Path
 from .core import TRAIN_CONFIG_FILE, ConfigError, adapter_base, load_image, progress, resolve_image, to_messages, torch_dtype
 
 # %% auto #0
-__all__ = ['METHODS', 'QLORA_BASES', 'auto_model_class', 'meta_model', 'model_parts', 'lora_targets', 'unquantised_modules',
-           'quantization_config', 'load_pretrained', 'load_processor', 'load_model', 'describe_model', 'pick_device',
-           'is_adapter_dir', 'adapter_method', 'base_weights', 'load_vlm', 'needs_special_tokens', 'processor_inputs',
-           'generate_answers', 'load_clip', 'clip_scores']
+__all__ = ['METHODS', 'QLORA_BASES', 'SINGLE_IMAGE', 'VIDEO_MODELS', 'auto_model_class', 'meta_model', 'model_parts',
+           'lora_targets', 'unquantised_modules', 'quantization_config', 'load_pretrained', 'load_processor',
+           'load_model', 'describe_model', 'pick_device', 'is_adapter_dir', 'adapter_method', 'base_weights',
+           'load_vlm', 'needs_special_tokens', 'processor_inputs', 'generate_answers', 'load_clip', 'clip_scores',
+           'VisualSettings', 'image_knob', 'apply_visual_settings', 'load_visuals', 'visual_support', 'check_shapes']
 
 # %% ../nbs/09_models.ipynb #60dbc074
 def auto_model_class(config):
@@ -327,3 +328,214 @@ def clip_scores(images:list, texts:list[str], model_name:str, batch_size:int=32)
         with torch.no_grad(): o = model(input_ids=t["input_ids"], attention_mask=t["attention_mask"], pixel_values=px)
         out += (o.image_embeds * o.text_embeds).sum(-1).float().cpu().tolist()
     return out
+
+# %% ../nbs/09_models.ipynb #836fa17f
+import inspect, math, sys
+from dataclasses import dataclass
+
+from .core import RecordError, opt, record_images, record_shape, record_video
+from PIL import Image
+
+from .images import BadImage, load_video, open_image
+
+# %% ../nbs/09_models.ipynb #8264e959
+@dataclass
+class VisualSettings:
+    "How images and videos become model inputs: resolution, frame rate and frame count (a config mixin of train and evaluate)."
+    image_max_pixels: int = opt(1_003_520, "most pixels of one image the vision tower sees, aspect kept (default 1280 x 28 x 28, "
+                                "about 1 MP: 1280 visual tokens on Qwen2.5-VL, whose own limit is 12.8 MP); it lowers the "
+                                "processor's own limit, never raises it")
+    image_min_pixels: int = opt(None, "fewest pixels of one image (smaller ones are upscaled) where the processor has such a "
+                                "knob (Qwen-VL, GLM-4V); default: the processor's own")
+    video_max_pixels: int = opt(100_352, "most pixels of one video frame (default 128 x 28 x 28, about 317 x 317: 128 visual "
+                                "tokens per pair of frames on Qwen2.5-VL)")
+    video_fps: float = opt(2.0, "video frames sampled per second of video, by timestamp")
+    video_max_frames: int = opt(32, "most frames of one video: longer videos are thinned evenly (first and last kept)")
+
+# %% ../nbs/09_models.ipynb #c31630e3
+def _keys(s) -> dict:
+    "A `size` (transformers' `SizeDict`, or a dict) as a plain dict of its set keys."
+    return {k: v for k, v in dict(s or {}).items() if v is not None}
+
+def _size(ip) -> dict: return _keys(getattr(ip, "size", None))
+
+def _set_size(ip, **kw):
+    "Set keys of the processor's `size`, keeping its type."
+    s = getattr(ip, "size", None)
+    new = {**_size(ip), **kw}
+    ip.size = new if s is None or isinstance(s, dict) else type(s)(**new)
+
+# %% ../nbs/09_models.ipynb #984241d3
+def image_knob(ip) -> str:
+    "How the image (or video) processor `ip` sizes its input: pixels, tiles, longest_edge, patches, crops, anyres, fixed (none: no processor)."
+    if ip is None: return "none"
+    s, name = _size(ip), type(ip).__name__
+    if hasattr(ip, "temporal_patch_size") and {"longest_edge", "shortest_edge"} <= set(s): return "pixels"
+    if hasattr(ip, "max_image_size") and hasattr(ip, "do_image_splitting"): return "tiles" if ip.do_image_splitting else "fixed"
+    if name.startswith("Pixtral"): return "longest_edge"
+    if getattr(ip, "crop_to_patches", False): return "patches"
+    if getattr(ip, "dynamic_hd", None): return "crops"
+    if getattr(ip, "image_grid_pinpoints", None) or name.startswith(("Idefics2", "Lfm2")): return "anyres"
+    return "fixed"
+
+# %% ../nbs/09_models.ipynb #5530a1d9
+def _fixed_size(ip) -> str:
+    "The one size a fixed-resolution processor gives every image, as `HxW` (its crop where it crops)."
+    s = _keys(ip.crop_size) if getattr(ip, "do_center_crop", False) and getattr(ip, "crop_size", None) else _size(ip)
+    if "height" in s: return f"{s['height']}x{s['width']}"
+    side = s.get("longest_edge") or s.get("shortest_edge")
+    return f"{side}x{side}"
+
+# %% ../nbs/09_models.ipynb #42563f1e
+def _cap_image(ip, max_pixels:int|None, min_pixels:int|None=None) -> dict:
+    "Lower `ip`'s own resolution limit to `max_pixels` (and set `min_pixels`) in its own terms; returns what it set."
+    knob = image_knob(ip)
+    out = {"knob": knob}
+    if knob == "fixed": return {**out, "size": _fixed_size(ip)}
+    if not max_pixels or knob == "anyres": return {**out, "downscaled_by": "load_visuals"} if knob == "anyres" and max_pixels else out
+    s = _size(ip)
+    if knob == "pixels":
+        hi = min(s["longest_edge"], max_pixels)
+        lo = min(min_pixels, hi) if min_pixels else min(s["shortest_edge"], hi // 2)  # room to round to the patch grid below hi
+        _set_size(ip, shortest_edge=lo, longest_edge=hi)
+        for k, v in (("min_pixels", lo), ("max_pixels", hi)):  # set only where a saved config uses the old names
+            if getattr(ip, k, None) is not None: setattr(ip, k, v)
+        return {**out, "shortest_edge": lo, "longest_edge": hi}
+    if knob == "tiles":
+        tile = ip.max_image_size["longest_edge"]
+        side = min(s["longest_edge"], max(tile, math.isqrt(max_pixels) // tile * tile))
+        _set_size(ip, longest_edge=side)
+        return {**out, "longest_edge": side}
+    if knob == "longest_edge":
+        side = min(s["longest_edge"], math.isqrt(max_pixels))
+        _set_size(ip, longest_edge=side)
+        return {**out, "longest_edge": side}
+    tile = s.get("height", 448) * s.get("width", 448)
+    key = "max_patches" if knob == "patches" else "dynamic_hd"
+    setattr(ip, key, min(getattr(ip, key), max(1, max_pixels // tile)))
+    return {**out, key: getattr(ip, key)}
+
+# %% ../nbs/09_models.ipynb #ad70985a
+def _budget_per_video(vp) -> bool:
+    "Whether the video processor's pixel budget counts all frames together (its `smart_resize` takes the frame count)."
+    fn = getattr(sys.modules.get(type(vp).__module__), "smart_resize", None)
+    return fn is not None and "num_frames" in inspect.signature(fn).parameters
+
+def _cap_video(vp, settings) -> dict:
+    out = {}
+    if hasattr(vp, "do_sample_frames"): vp.do_sample_frames = out["do_sample_frames"] = False
+    knob = image_knob(vp)
+    if knob != "pixels" or not settings.video_max_pixels:
+        return {"knob": knob, **out, "downscaled_by": "load_visuals"} if settings.video_max_pixels else {"knob": knob, **out}
+    total = _budget_per_video(vp)
+    budget = settings.video_max_pixels * (settings.video_max_frames if total else 1)
+    s = _size(vp)
+    hi = min(s["longest_edge"], budget)
+    lo = min(s["shortest_edge"], hi // 2)  # a minimum at the maximum would round frames up past it
+    _set_size(vp, shortest_edge=lo, longest_edge=hi)
+    return {"knob": knob, **out, "shortest_edge": lo, "longest_edge": hi, "per": "video" if total else "frame"}
+
+# %% ../nbs/09_models.ipynb #11d4b23f
+def apply_visual_settings(processor, settings:VisualSettings) -> dict:
+    "Set `settings` on `processor`'s image and video processors in their own terms; returns what was applied, per kind."
+    out = {}
+    if (ip := getattr(processor, "image_processor", None)) is not None:
+        out["image"] = _cap_image(ip, settings.image_max_pixels, settings.image_min_pixels)
+    if (vp := getattr(processor, "video_processor", None)) is not None: out["video"] = _cap_video(vp, settings)
+    return out
+
+# %% ../nbs/09_models.ipynb #c59058ad
+def _token_count(processor, ids, kind:str="image") -> int:
+    "How many of `ids` are the processor's `kind` (image or video) placeholder token."
+    tok = getattr(processor, f"{kind}_token", None)
+    tid = getattr(processor, f"{kind}_token_id", None) or (processor.tokenizer.convert_tokens_to_ids(tok) if tok else None)
+    return sum(1 for i in ids if i == tid)
+
+# %% ../nbs/09_models.ipynb #cc8df11d
+def _downscale(im, max_pixels:int|None):
+    "`im` scaled down to at most `max_pixels`, aspect kept (never up)."
+    w, h = im.size
+    if not max_pixels or w * h <= max_pixels: return im
+    s = math.sqrt(max_pixels / (w * h))
+    return im.resize((max(1, int(w * s)), max(1, int(h * s))), Image.Resampling.BICUBIC)
+
+# %% ../nbs/09_models.ipynb #c504700c
+def load_visuals(rec:dict, image_root, settings:VisualSettings|None=None, processor=None) -> dict:
+    "`{'images': [PIL], 'videos': [[PIL frames]]}` of a record or eval item (keys only when non-empty), sized by `settings`."
+    s, rid, out = settings or VisualSettings(), rec.get("id"), {}
+    shrink = processor is None or image_knob(getattr(processor, "image_processor", None)) in ("anyres", "none")
+    try:
+        ims = [open_image(resolve_image(image_root, p, check_exists=True, rid=rid))[0] for p in record_images(rec)]
+        if ims: out["images"] = [_downscale(im, s.image_max_pixels) if shrink else im for im in ims]
+        if (v := record_video(rec)) is not None:
+            out["videos"] = [[_downscale(f, s.video_max_pixels) for f in load_video(v, image_root, s.video_fps, s.video_max_frames)]]
+    except BadImage as e: raise RecordError(f"record {rid!r}: {e}") from None
+    return out
+
+# %% ../nbs/09_models.ipynb #7bc9164b
+SINGLE_IMAGE = {"llava", "vipllava", "paligemma", "llava_next", "llava_next_video", "mllama"}  # model types trained on one image per sample
+VIDEO_MODELS = {"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "llava_onevision", "llava_next_video", "smolvlm", "glm4v",
+                "glm4v_moe", "internvl", "video_llava"}
+_SINGLE_PROCESSORS = {"LlavaProcessor", "PaliGemmaProcessor", "LlavaNextProcessor", "LlavaNextVideoProcessor", "MllamaProcessor"}
+
+# %% ../nbs/09_models.ipynb #ce194291
+def _as_config(config):
+    "A model config from a config, a model or a model directory (None stays None)."
+    if config is None or hasattr(config, "model_type"): return config
+    if hasattr(config, "config"): return config.config
+    from transformers import AutoConfig
+    return AutoConfig.from_pretrained(config)
+
+def _takes_text_only(processor) -> bool:
+    "Whether `processor` can be called without images (PaliGemma's raises)."
+    try: processor(text=["a question"]); return True
+    except (ValueError, TypeError): return False
+
+# %% ../nbs/09_models.ipynb #4d986931
+def _several_images(processor, cfg) -> bool:
+    if cfg is None: return type(processor).__name__ not in _SINGLE_PROCESSORS
+    if cfg.model_type == "llava":  # LLaVA-1.5; Pixtral and LLaVA-Interleave share its class
+        sub = lambda k: getattr(getattr(cfg, k, None), "model_type", None)
+        return sub("vision_config") == "pixtral" or sub("text_config") == "qwen2"
+    return cfg.model_type not in SINGLE_IMAGE
+
+def visual_support(processor, config=None) -> set[str]:
+    "The record shapes (`text`, `image`, `images`, `video`) the family of `processor` (and `config`) takes."
+    cfg, out = _as_config(config), set()
+    if _takes_text_only(processor): out.add("text")
+    if getattr(processor, "image_processor", None) is not None:
+        out.add("image")
+        if _several_images(processor, cfg): out.add("images")
+    if getattr(processor, "video_processor", None) is not None:
+        if cfg is None or cfg.model_type in VIDEO_MODELS or any(getattr(cfg, k, None) is not None for k in ("video_token_id", "video_token_index")):
+            out.add("video")
+    return out
+
+# %% ../nbs/09_models.ipynb #207de614
+_ADVICE = {"images": ("takes one image per sample", "have several images",
+                      "drop them, or use a multi-image family such as LLaVA-OneVision, Qwen2.5-VL or Idefics3"),
+           "video": ("takes no video", "have a video", "drop them, or use a video family such as Qwen2.5-VL, LLaVA-OneVision or SmolVLM2"),
+           "text": ("takes no text-only samples", "are text-only",
+                    "give each an image, drop them, or use a family that takes text-only samples such as Qwen2.5-VL or Idefics3"),
+           "image": ("takes no images", "have an image", "drop them, or use a vision-language family")}
+
+def _family_name(processor, cfg) -> str:
+    if cfg is None: return type(processor).__name__
+    arch = (getattr(cfg, "architectures", None) or [type(cfg).__name__.removesuffix("Config") + "ForConditionalGeneration"])[0]
+    return f"{cfg.model_type} ({arch})"
+
+# %% ../nbs/09_models.ipynb #d3b4aa98
+def check_shapes(processor, records:list[dict], config=None) -> None:
+    "`ConfigError` naming each shape of `records` the family cannot take: how many records, the first id, what to do."
+    cfg = _as_config(config)
+    support, by_shape = visual_support(processor, cfg), {}
+    for r in records: by_shape.setdefault(record_shape(r), []).append(r["id"])
+    bad = [s for s in ("images", "video", "text", "image") if s in by_shape and s not in support]
+    if not bad: return
+    name, parts = _family_name(processor, cfg), []
+    for s in bad:
+        takes, have, todo = _ADVICE[s]
+        ids = by_shape[s]
+        parts.append(f"{takes}; {len(ids)} record{'s' if len(ids) > 1 else ''} {have if len(ids) > 1 else have.replace('have', 'has').replace('are', 'is')} "
+                     f"(first: {ids[0]!r}): {todo}")
+    raise ConfigError(f"{name} " + "; it also ".join(parts))
