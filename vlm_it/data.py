@@ -200,18 +200,18 @@ def scaled(size:tuple[int, int], scale:float) -> tuple[int, int]:
 
 
 # %% ../nbs/10_data.ipynb #11d25cc9
-def _trained_within(rid:str, labels:list[int], pos:list[int], max_length:int) -> int:
-    "How many trained tokens land within `max_length`; `RecordError` if none does."
+def _trained_within(rid:str, labels:list[int], pos:list[int], max_length:int, check:bool=True) -> int:
+    "How many trained tokens land within `max_length`; `RecordError` if none does (unless not `check`)."
     n_trained = sum(l != -100 and p < max_length for l, p in zip(labels, pos))
-    if n_trained == 0:
+    if n_trained == 0 and check:
         raise RecordError(f"record {rid!r}: no assistant token " + ("within max_length" if any(l != -100 for l in labels)
                           else "found by the chat template") + "; nothing would be trained")
     return n_trained
 
-def _too_long(rid:str, end:int, max_length:int, fit_images:bool, counts:list[int], first:list[int]|None=None) -> RecordError:
+def _too_long(rid:str, end:int, max_length:int, fit_images:bool, counts:list[int], first:list[int]) -> RecordError:
     "The error for visual tokens ending at `end`, beyond `max_length`: what was tried and what to do."
     tried = "" if not fit_images else (f"; fit_images shrank its images as far as it could and they still take {sum(counts)} tokens"
-             + (" (this processor gives each image a fixed number of tokens, whatever its size)" if first is not None and sum(counts) >= sum(first) else ""))
+             + (" (this processor gives each image a fixed number of tokens, whatever its size)" if sum(counts) >= sum(first) else ""))
     return RecordError(f"record {rid!r}: its visual tokens end at token {end}, beyond max_length={max_length}, so they would be cut{tried}; "
                        + ("" if fit_images else "set fit_images: true to shrink its images until they fit, ")
                        + "lower image_max_pixels, raise max_length, or pass --skip_bad_samples")
@@ -280,11 +280,13 @@ def prepare_record(rec:dict, processor, image_root:str|Path, max_length:int, vis
             return [vt.image(scaled(next(it), scale), multi=len(sizes) > 1) if k == "image" else vt.video(n_frames, scaled(frame_size, scale))
                     for k in kinds]
     scale, counts = 1.0, counts_at(1.0)
-    first = counts
-    while visual_end(at, counts) > max_length:  # fit_images: shrink every image (and frame) of the sample, step by step
+    first, sides = counts, [x for s in sizes + ([frame_size] if frame_size else []) for x in s]
+    # fit_images: shrink every image (and frame) of the sample, step by step, until its visual tokens and an answer token fit
+    while visual_end(at, counts) > max_length or not _trained_within(rid, labels, visual_positions(len(ids), at, counts), max_length, check=False):
         smaller = scale * FIT_STEP
-        if not fit_images or min(scaled(s, smaller)[i] for s in sizes + ([frame_size] if frame_size else []) for i in (0, 1)) < MIN_SIDE:
-            raise _too_long(rid, visual_end(at, counts), max_length, fit_images, counts, first)
+        if not fit_images or not sides or min(scaled(sides, smaller)) < MIN_SIDE:
+            if visual_end(at, counts) > max_length: raise _too_long(rid, visual_end(at, counts), max_length, fit_images, counts, first)
+            break  # the visual tokens fit: the error says that no answer token does
         scale, counts = smaller, counts_at(smaller)
     n_trained = _trained_within(rid, labels, visual_positions(len(ids), at, counts), max_length)
     full = len(ids) + sum(counts)
