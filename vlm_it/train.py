@@ -14,7 +14,7 @@ from transformers import Trainer, TrainerCallback, set_seed
 from .core import (GPT, TRAIN_CONFIG_FILE, ConfigError, RecordError, append_jsonl, get_logger, load_records, opt,
     read_json, read_jsonl, save_config, write_json, write_jsonl)
 from .metrics import exact_match
-from .models import METHODS, describe_model, generate_answers, load_model, load_processor
+from .models import METHODS, VisualSettings, describe_model, generate_answers, load_model, load_processor
 from .plots import plot_loss
 from .loss import vlm_loss
 from .data import (PackedRows, PackingCollator, VLMCollator, check_bad, find_rope_index, is_prefix_lm, prepared_dataset,
@@ -31,7 +31,7 @@ __all__ = ['log', 'LOSSES', 'LOG_FILE', 'LOSS_PLOT', 'ARGS_FILE', 'SUMMARY_FILE'
 LOSSES = ("chunked", "full")
 
 @dataclass
-class TrainConfig:
+class TrainConfig(VisualSettings):
     "Options of `vlm-it train` besides transformers' `TrainingArguments`."
     model_name_or_path: str = opt(None, "base model: a Hugging Face id or a local directory (AutoModelForImageTextToText)")
     input: str = opt(None, "training records: LLaVA annotations.json, JSONL, or the HF messages format")
