@@ -6,21 +6,24 @@ Docs: https://vlm-it.github.io/vlm-it/data.html.md"""
 
 # %% ../nbs/10_data.ipynb #b12a2035
 from __future__ import annotations
-import html, inspect, os, re
+import html, inspect, math, os, re
+from dataclasses import fields
 from pathlib import Path
 
-from .core import RecordError, get_logger, load_image, progress, resolve_image, to_messages
-from .models import needs_special_tokens
+from .core import RecordError, get_logger, progress, record_images, record_shape, record_video, resolve_image, to_messages
+from .models import VisualSettings, image_knob, load_visuals, needs_special_tokens
 
 log = get_logger("data")
 
+
 # %% auto #0
-__all__ = ['log', 'GENERATION_TAG', 'PREP_VERSION', 'ROW_COLUMNS', 'META_FILE', 'BAD_FILE', 'ROWS_DIR', 'render_with_spans',
-           'token_labels', 'image_token_id', 'is_prefix_lm', 'prefix_lm_parts', 'prepare_record', 'prepare_rows',
-           'file_digest', 'processor_digest', 'prep_inputs', 'prep_key', 'usable_cpus', 'default_cache_dir',
-           'prepared_dataset', 'check_bad', 'VLMCollator', 'trained_runs', 'pack_lengths', 'PackingCollator',
-           'sample_losses', 'PackedRows', 'find_rope_index', 'render_labels', 'to_ansi', 'to_html', 'sample_text',
-           'expanded_image_ids']
+__all__ = ['log', 'GENERATION_TAG', 'FIT_STEP', 'MIN_SIDE', 'PREP_VERSION', 'ROW_COLUMNS', 'META_FILE', 'BAD_FILE', 'ROWS_DIR',
+           'render_with_spans', 'token_labels', 'image_token_id', 'placeholders', 'visual_token_labels',
+           'visual_positions', 'visual_end', 'scaled', 'is_prefix_lm', 'prefix_lm_parts', 'prepare_record',
+           'report_fit', 'prepare_rows', 'file_digest', 'processor_digest', 'visual_dict', 'prep_inputs', 'prep_key',
+           'usable_cpus', 'default_cache_dir', 'prepared_dataset', 'check_bad', 'row_visuals', 'merge_batches',
+           'VLMCollator', 'trained_runs', 'pack_lengths', 'PackingCollator', 'sample_losses', 'PackedRows',
+           'find_rope_index', 'render_labels', 'to_ansi', 'to_html', 'sample_text', 'expanded_image_ids']
 
 # %% ../nbs/10_data.ipynb #5bca0c65
 GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
@@ -85,56 +88,134 @@ def image_token_id(processor) -> int:
     if tid is None or tid == processor.tokenizer.unk_token_id: raise ValueError(f"the tokenizer has no image token {tok!r}")
     return tid
 
+# %% ../nbs/10_data.ipynb #6df3494a
+def placeholders(processor) -> dict[str, str]:
+    "What the chat template writes for an image and, when the processor takes videos, for a video: `{'image': ..., 'video': ...}`."
+    tok = processor.tokenizer
+    out = {"image": getattr(processor, "image_token", None) or getattr(tok, "image_token", None) or "<image>"}
+    video = getattr(processor, "video_token", None) or getattr(tok, "video_token", None)
+    if video and getattr(processor, "video_processor", None) is not None: out["video"] = video
+    return out
+
+
+# %% ../nbs/10_data.ipynb #d5bfcf03
+def visual_token_labels(processor, text:str, spans:list[tuple[int, int]]) -> tuple[list[int], list[int], list[int], list[str]]:
+    "`token_labels` of `text` without its placeholders' tokens, where each placeholder was (`visual_at`), and its kind ('image'/'video')."
+    tok = processor.tokenizer
+    enc = tok(text, return_offsets_mapping=True, add_special_tokens=needs_special_tokens(tok, text))
+    marks = sorted((m.start(), m.end(), kind) for kind, s in placeholders(processor).items() for m in re.finditer(re.escape(s), text))
+    ids, labels, at, kinds, j = [], [], [], [], 0
+    for t, (a, b) in zip(enc["input_ids"], enc["offset_mapping"]):
+        while b > a and j < len(marks) and marks[j][1] <= a: j += 1  # placeholders that ended before this token
+        if b > a and j < len(marks) and marks[j][0] < b:  # a token of placeholder j (a placeholder may span several tokens)
+            if len(at) == j: at.append(len(ids)); kinds.append(marks[j][2])
+            continue
+        ids.append(t); labels.append(t if b > a and any(s <= a < e for s, e in spans) else -100)
+    return ids, labels, at, kinds
+
+
+# %% ../nbs/10_data.ipynb #70ed3b8a
+def visual_positions(n_ids:int, visual_at:list[int], visual_tokens:list[int]) -> list[int]:
+    "Where each of `n_ids` text tokens lands once the placeholder before text token `visual_at[j]` becomes `visual_tokens[j]` tokens."
+    pos, shift, j = [], 0, 0
+    for i in range(n_ids):
+        while j < len(visual_at) and visual_at[j] <= i: shift += visual_tokens[j]; j += 1
+        pos.append(i + shift)
+    return pos
+
+def visual_end(visual_at:list[int], visual_tokens:list[int]) -> int:
+    "The position right after the last visual token (0 without visuals)."
+    return visual_at[-1] + sum(visual_tokens) if visual_at else 0
+
+
 # %% ../nbs/10_data.ipynb #779bf96e
 def _image_size(path:Path) -> tuple[int, int]:
     from PIL import Image
     with Image.open(path) as im: return im.size  # reads the header only
 
 # %% ../nbs/10_data.ipynb #e33cc4fd
-class _ImageTokens:
-    "How many tokens the processor adds for an image of a given size (measured once per size)."
-    def __init__(self, processor):
-        self.processor, self.cache = processor, {}
-        msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "x"}]}]
-        self.text = processor.apply_chat_template(msgs, tokenize=False)
-        self.special = needs_special_tokens(processor.tokenizer, self.text)
-        self.n_text = len(processor.tokenizer(self.text, add_special_tokens=self.special)["input_ids"])
-    def __call__(self, size:tuple[int, int]) -> int:
-        if size not in self.cache:
-            from PIL import Image
-            out = self.processor(text=[self.text], images=[[Image.new("RGB", size)]], return_tensors="pt",
-                                 add_special_tokens=self.special)
-            self.cache[size] = out["input_ids"].shape[1] - self.n_text
-        return self.cache[size]
+def _blank(size:tuple[int, int]):
+    from PIL import Image
+    return Image.new("RGB", tuple(size))
+
+class _VisualTokens:
+    "How many tokens the processor writes in place of a placeholder: per image size (alone or one of several) and per video (frames, size), measured once each."
+    def __init__(self, processor): self.processor, self.cache = processor, {}
+    def _measure(self, parts:list[dict], **visuals) -> int:
+        p = self.processor
+        text = p.apply_chat_template([{"role": "user", "content": parts + [{"type": "text", "text": "x"}]}], tokenize=False)
+        ids, _, at, _ = visual_token_labels(p, text, [])
+        if len(at) != len(parts): raise ValueError(f"{type(p).__name__}: its chat template writes {len(at)} placeholders for {len(parts)} {parts[0]['type']}s")
+        out = p(text=[text], return_tensors="pt", add_special_tokens=needs_special_tokens(p.tokenizer, text), **visuals)
+        return (out["input_ids"].shape[1] - len(ids)) // len(parts)
+    def image(self, size:tuple[int, int], multi:bool=False) -> int:
+        "Tokens of an image of `size`; `multi`: one of several images of a sample (LLaVA-OneVision gives those fewer)."
+        key = ("image", tuple(size), multi)
+        if key not in self.cache:
+            n = 2 if multi else 1
+            self.cache[key] = self._measure([{"type": "image"}] * n, images=[[_blank(size)] * n])
+        return self.cache[key]
+    def video(self, n_frames:int, size:tuple[int, int]) -> int:
+        "Tokens of a video of `n_frames` frames of `size`."
+        key = ("video", n_frames, tuple(size))
+        if key not in self.cache: self.cache[key] = self._measure([{"type": "video"}], videos=[[_blank(size)] * n_frames])
+        return self.cache[key]
+
 
 # %% ../nbs/10_data.ipynb #4a86f506
-def _record_image(rec:dict, image_root:str|Path) -> tuple[Path, tuple[int, int]]:
-    "The image file of `rec` and its size; `RecordError` if it is missing or unreadable."
-    rid = rec["id"]
-    path = resolve_image(image_root, rec["image"], rid=rid)
-    if not path.is_file(): raise RecordError(f"record {rid!r}: image {rec['image']!r} not found under {str(image_root)!r}")
-    try: return path, _image_size(path)
-    except Exception as e: raise RecordError(f"record {rid!r}: image {rec['image']!r} cannot be read ({e})") from None
+def _seen_size(size:tuple[int, int], processor, settings:VisualSettings) -> tuple[int, int]:
+    "The size `load_visuals` gives an image of `size`: scaled down to `image_max_pixels` where the processor has no pixel limit of its own."
+    w, h, cap = *size, settings.image_max_pixels
+    if image_knob(getattr(processor, "image_processor", None)) not in ("anyres", "none") or not cap or w * h <= cap: return tuple(size)
+    s = math.sqrt(cap / (w * h))
+    return max(1, int(w * s)), max(1, int(h * s))  # as load_visuals' own downscale rounds
+
+def _record_files(rec:dict, image_root:str|Path, processor, settings:VisualSettings) -> tuple[list[str], list[tuple[int, int]]]:
+    "The image files of `rec` (absolute) and the sizes the processor will see; `RecordError` if one is missing or unreadable."
+    rid, paths, sizes = rec["id"], [], []
+    for im in record_images(rec):
+        path = resolve_image(image_root, im, rid=rid)
+        if not path.is_file(): raise RecordError(f"record {rid!r}: image {im!r} not found under {str(image_root)!r}")
+        try: sizes.append(_seen_size(_image_size(path), processor, settings))
+        except Exception as e: raise RecordError(f"record {rid!r}: image {im!r} cannot be read ({e})") from None
+        paths.append(str(path))
+    return paths, sizes
+
+def _record_video(rec:dict, image_root:str|Path, processor, settings:VisualSettings) -> tuple[str|None, list[str], int, tuple[int, int]|None]:
+    "The video file of `rec` or its frame files (absolute), and the number and size of the frames `load_visuals` gives the processor."
+    rid, v = rec["id"], record_video(rec)
+    if v is None: return None, [], 0, None
+    files = [v] if isinstance(v, str) else list(v)
+    paths = [str(resolve_image(image_root, f, rid=rid)) for f in files]
+    frames = load_visuals({"id": rid, "video": v}, image_root, settings, processor)["videos"][0]  # decoded once, to count the frames
+    return (paths[0], [], len(frames), frames[0].size) if isinstance(v, str) else (None, paths, len(frames), frames[0].size)
+
 
 # %% ../nbs/10_data.ipynb #97d9f998
-def _tail(rid:str, ids:list[int], labels:list[int], image_id:int) -> tuple[list[int], list[int]]:
-    "Ids and labels after the last image token; every trained token must be there."
-    if image_id not in ids: raise RecordError(f"record {rid!r}: the chat template dropped the image placeholder")
-    j = len(ids) - 1 - ids[::-1].index(image_id)
-    if any(l != -100 for l in labels[:j]): raise RecordError(f"record {rid!r}: an assistant turn comes before the image")
-    return ids[j + 1:], labels[j + 1:]
+FIT_STEP, MIN_SIDE = 0.75, 8  # fit_images: each step scales the images by 0.75; no side goes below 8 pixels
+
+def scaled(size:tuple[int, int], scale:float) -> tuple[int, int]:
+    "`size` scaled by `scale` (each side rounded, at least 1 pixel)."
+    return tuple(size) if scale == 1 else tuple(max(1, round(s * scale)) for s in size)
+
 
 # %% ../nbs/10_data.ipynb #11d25cc9
-def _trained_within(rid:str, tail_labels:list[int], image_end:int, max_length:int) -> int:
-    "How many trained tokens fit in `max_length`; `RecordError` if the image is cut or nothing is trained."
-    if image_end > max_length:
-        raise RecordError(f"record {rid!r}: its image ends at token {image_end}, beyond max_length={max_length}, so image "
-                          "tokens would be cut; raise max_length, shrink the image, or pass --skip_bad_samples")
-    n_trained = sum(l != -100 for l in tail_labels[:max(0, max_length - image_end)])
-    if n_trained == 0:
-        raise RecordError(f"record {rid!r}: no assistant token " + ("within max_length" if any(l != -100 for l in tail_labels)
+def _trained_within(rid:str, labels:list[int], pos:list[int], max_length:int, check:bool=True) -> int:
+    "How many trained tokens land within `max_length`; `RecordError` if none does (unless not `check`)."
+    n_trained = sum(l != -100 and p < max_length for l, p in zip(labels, pos))
+    if n_trained == 0 and check:
+        raise RecordError(f"record {rid!r}: no assistant token " + ("within max_length" if any(l != -100 for l in labels)
                           else "found by the chat template") + "; nothing would be trained")
     return n_trained
+
+def _too_long(rid:str, end:int, max_length:int, fit_images:bool, counts:list[int], first:list[int]) -> RecordError:
+    "The error for visual tokens ending at `end`, beyond `max_length`: what was tried and what to do."
+    tried = "" if not fit_images else (f"; fit_images shrank its images as far as it could and they still take {sum(counts)} tokens"
+             + (" (this processor gives each image a fixed number of tokens, whatever its size)" if sum(counts) >= sum(first) else ""))
+    return RecordError(f"record {rid!r}: its visual tokens end at token {end}, beyond max_length={max_length}, so they would be cut{tried}; "
+                       + ("" if fit_images else "set fit_images: true to shrink its images until they fit, ")
+                       + "lower image_max_pixels, raise max_length, or pass --skip_bad_samples")
+
 
 # %% ../nbs/10_data.ipynb #14601d5e
 def is_prefix_lm(processor) -> bool:
@@ -150,43 +231,91 @@ def prefix_lm_parts(rid:str, processor, messages:list[dict]) -> tuple[str, str]:
                           "split it into one record per question")
     return processor.apply_chat_template(messages[:1], tokenize=False, add_generation_prompt=True), _text_of(messages[1]).strip()
 
+
+# %% ../nbs/10_data.ipynb #1c0d6535
 def _prefix_lm_ids(processor, prompt:str, answer:str, size:tuple[int, int]) -> tuple[list[int], list[int]]:
     "Ids as the processor writes them (on a blank image of the record's size) and labels on the suffix: the answer and its EOS."
-    from PIL import Image
-    out = processor(text=[prompt], images=[[Image.new("RGB", size)]], suffix=[answer], return_tensors="pt")
+    out = processor(text=[prompt], images=[[_blank(size)]], suffix=[answer], return_tensors="pt")
     ids = out["input_ids"][0].tolist()
     return ids, [t if tt == 1 else -100 for t, tt in zip(ids, out["token_type_ids"][0].tolist())]
 
+def _prefix_lm_row(rid:str, processor, messages:list[dict], sizes:list, video) -> tuple:
+    "`(text, suffix, ids, labels, visual_at, visual_tokens)` of a one-image, one-question record: the image's run of tokens taken out."
+    if len(sizes) != 1 or video is not None:
+        shape = "text-only" if not sizes and video is None else "a video record" if video is not None else f"a record of {len(sizes)} images"
+        raise RecordError(f"record {rid!r}: {type(processor).__name__} trains one image per sample (its prompt, image included, is one "
+                          f"bidirectional prefix), and this is {shape}; train it on a family that takes that shape (see check_shapes)")
+    text, suffix = prefix_lm_parts(rid, processor, messages)
+    ids, labels = _prefix_lm_ids(processor, text, suffix, sizes[0])
+    img = image_token_id(processor)
+    a = ids.index(img)
+    n = next((i for i in range(a, len(ids)) if ids[i] != img), len(ids)) - a
+    return text, suffix, ids[:a] + ids[a + n:], labels[:a] + labels[a + n:], [a], [n]
+
+
 # %% ../nbs/10_data.ipynb #21251e52
-def prepare_record(rec:dict, processor, image_root:str|Path, max_length:int, image_tokens=None) -> dict:
-    "One dataset row for `rec` (rendered text, tail ids/labels, length); raises `RecordError` naming the record if unusable."
-    path, size = _record_image(rec, image_root)
+def _check_kinds(rid:str, processor, kinds:list[str], n_images:int, has_video:bool):
+    "The rendered text must hold one placeholder per image and one for the video: a template that drops one cannot take that shape."
+    for kind, want in (("image", n_images), ("video", int(has_video))):
+        if kinds.count(kind) != want:
+            raise RecordError(f"record {rid!r}: the chat template of {type(processor).__name__} wrote {kinds.count(kind)} {kind} "
+                              f"placeholder(s) for its {want} {kind}(s); this model's template cannot take that shape (see check_shapes)")
+
+def prepare_record(rec:dict, processor, image_root:str|Path, max_length:int, visual_tokens=None, settings:VisualSettings|None=None,
+                   fit_images:bool=False) -> dict:
+    "One dataset row for `rec` (text, ids and labels around its visuals, their token counts, lengths); `RecordError` naming the record if unusable."
+    rid, settings, vt = rec["id"], settings or VisualSettings(), visual_tokens or _VisualTokens(processor)
+    images, sizes = _record_files(rec, image_root, processor, settings)
+    video, frames, n_frames, frame_size = _record_video(rec, image_root, processor, settings)
     messages, suffix = to_messages(rec)["messages"], None
-    if is_prefix_lm(processor):  # the processor expands the image itself: its ids are the full sample
-        text, suffix = prefix_lm_parts(rec["id"], processor, messages)
-        ids, labels = _prefix_lm_ids(processor, text, suffix, size)
-        length = len(ids)
+    if is_prefix_lm(processor):  # the processor expands the image itself, at a fixed size
+        text, suffix, ids, labels, at, fixed = _prefix_lm_row(rid, processor, messages, sizes, record_video(rec))
+        counts_at = lambda scale: fixed
     else:
         text, spans = render_with_spans(processor, messages)
-        ids, labels = token_labels(processor.tokenizer, text, spans)
-        length = len(ids) + (image_tokens or _ImageTokens(processor))(size)
-    tail_ids, tail_labels = _tail(rec["id"], ids, labels, image_token_id(processor))
-    n_trained = _trained_within(rec["id"], tail_labels, length - len(tail_ids), max_length)
-    return {"id": rec["id"], "image": str(path), "text": text, "suffix": suffix, "tail_ids": tail_ids, "tail_labels": tail_labels,
-            "length": min(length, max_length), "full_length": length, "n_trained": n_trained}
+        ids, labels, at, kinds = visual_token_labels(processor, text, spans)
+        _check_kinds(rid, processor, kinds, len(images), record_video(rec) is not None)
+        def counts_at(scale:float) -> list[int]:
+            it = iter(sizes)
+            return [vt.image(scaled(next(it), scale), multi=len(sizes) > 1) if k == "image" else vt.video(n_frames, scaled(frame_size, scale))
+                    for k in kinds]
+    scale, counts = 1.0, counts_at(1.0)
+    first, sides = counts, [x for s in sizes + ([frame_size] if frame_size else []) for x in s]
+    # fit_images: shrink every image (and frame) of the sample, step by step, until its visual tokens and an answer token fit
+    while visual_end(at, counts) > max_length or not _trained_within(rid, labels, visual_positions(len(ids), at, counts), max_length, check=False):
+        smaller = scale * FIT_STEP
+        if not fit_images or not sides or min(scaled(sides, smaller)) < MIN_SIDE:
+            if visual_end(at, counts) > max_length: raise _too_long(rid, visual_end(at, counts), max_length, fit_images, counts, first)
+            break  # the visual tokens fit: the error says that no answer token does
+        scale, counts = smaller, counts_at(smaller)
+    n_trained = _trained_within(rid, labels, visual_positions(len(ids), at, counts), max_length)
+    full = len(ids) + sum(counts)
+    return {"id": rid, "images": images, "video": video, "video_frames": frames, "text": text, "suffix": suffix, "ids": ids,
+            "labels": labels, "visual_at": at, "visual_tokens": counts, "scale": scale, "length": min(full, max_length),
+            "full_length": full, "n_trained": n_trained}
+
 
 # %% ../nbs/10_data.ipynb #3a491ac7
+def report_fit(scales:list[float], max_length:int) -> dict:
+    "`{'n_shrunk', 'min_scale'}` of the rows whose images `fit_images` shrank, logged when there are any."
+    shrunk = [s for s in scales if s < 1]
+    if shrunk: log.info("fit_images: shrank the images of %d of %d samples to fit max_length=%d (smallest scale %.3f)",
+                        len(shrunk), len(scales), max_length, min(shrunk))
+    return {"n_shrunk": len(shrunk), "min_scale": min(shrunk, default=1.0)}
+
 def prepare_rows(records:list[dict], processor, image_root:str|Path, max_length:int, skip_bad:bool=False,
-                 desc:str="checking records") -> tuple[list[dict], list[dict]]:
+                 desc:str="checking records", settings:VisualSettings|None=None, fit_images:bool=False) -> tuple[list[dict], list[dict]]:
     "Rows for every usable record, and `{'id', 'problem'}` for the others (raises on the first one unless `skip_bad`)."
-    rows, bad, image_tokens = [], [], _ImageTokens(processor)
+    rows, bad, vt = [], [], _VisualTokens(processor)
     for rec in progress(records, desc=desc, leave=False):
-        try: rows.append(prepare_record(rec, processor, image_root, max_length, image_tokens))
+        try: rows.append(prepare_record(rec, processor, image_root, max_length, vt, settings, fit_images))
         except RecordError as e:
             if not skip_bad: raise
             bad.append({"id": rec["id"], "problem": str(e)})
     if bad: log.warning("skipped %d of %d records (first: %s)", len(bad), len(records), bad[0]["problem"])
+    report_fit([r["scale"] for r in rows], max_length)
     return rows, bad
+
 
 # %% ../nbs/10_data.ipynb #14ed444a
 import hashlib, json, shutil, tempfile, time
@@ -194,7 +323,8 @@ from contextlib import contextmanager
 from .core import load_records, read_json, write_json
 
 # %% ../nbs/10_data.ipynb #83a70292
-PREP_VERSION = 2  # raise when prepare_record's rows change: caches written before are then never read
+PREP_VERSION = 3  # raise when prepare_record's rows change: caches written before are then never read
+
 
 # %% ../nbs/10_data.ipynb #896e5fa7
 def file_digest(path:str|Path) -> str:
@@ -213,12 +343,19 @@ def processor_digest(processor) -> str:
     return h.hexdigest()
 
 # %% ../nbs/10_data.ipynb #6c1f9bd2
-def prep_inputs(path:str|Path, processor, image_root:str|Path, max_length:int) -> dict:
+def visual_dict(settings:VisualSettings|None) -> dict:
+    "The `VisualSettings` fields of `settings` (a `TrainConfig` holds them among its own), defaults for None."
+    settings = settings or VisualSettings()
+    return {f.name: getattr(settings, f.name) for f in fields(VisualSettings)}
+
+def prep_inputs(path:str|Path, processor, image_root:str|Path, max_length:int, settings:VisualSettings|None=None,
+                fit_images:bool=False) -> dict:
     "Everything the prepared rows of the records file `path` depend on (see above)."
     import datasets, tokenizers, transformers
     return {"version": PREP_VERSION, "data": file_digest(path), "image_root": str(Path(image_root).resolve()),
-            "processor": processor_digest(processor), "max_length": int(max_length),
-            "libraries": {m.__name__: m.__version__ for m in (transformers, tokenizers, datasets)}}
+            "processor": processor_digest(processor), "max_length": int(max_length), "visual": visual_dict(settings),
+            "fit_images": bool(fit_images), "libraries": {m.__name__: m.__version__ for m in (transformers, tokenizers, datasets)}}
+
 
 # %% ../nbs/10_data.ipynb #b187026d
 def prep_key(inputs:dict) -> str:
@@ -226,26 +363,30 @@ def prep_key(inputs:dict) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:24]
 
 # %% ../nbs/10_data.ipynb #0e675915
-ROW_COLUMNS = ("id", "image", "text", "suffix", "tail_ids", "tail_labels", "length", "full_length", "n_trained")
-_NO_ROW = {"image": "", "text": "", "suffix": None, "tail_ids": [], "tail_labels": [], "length": 0, "full_length": 0, "n_trained": 0}
+ROW_COLUMNS = ("id", "images", "video", "video_frames", "text", "suffix", "ids", "labels", "visual_at", "visual_tokens", "scale",
+               "length", "full_length", "n_trained")
+_NO_ROW = {"images": [], "video": None, "video_frames": [], "text": "", "suffix": None, "ids": [], "labels": [], "visual_at": [],
+           "visual_tokens": [], "scale": 1.0, "length": 0, "full_length": 0, "n_trained": 0}
 
 def _features():
     "Arrow types of the prepared rows, plus `problem`."
     from datasets import Features, List, Value
-    ints = List(Value("int64"))
-    return Features({"id": Value("string"), "image": Value("string"), "text": Value("string"), "suffix": Value("string"), "tail_ids": ints,
-                     "tail_labels": ints, "length": Value("int64"), "full_length": Value("int64"),
-                     "n_trained": Value("int64"), "problem": Value("string")})
+    ints, strs, s = List(Value("int64")), List(Value("string")), Value("string")
+    return Features({"id": s, "images": strs, "video": s, "video_frames": strs, "text": s, "suffix": s, "ids": ints, "labels": ints,
+                     "visual_at": ints, "visual_tokens": ints, "scale": Value("float64"), "length": Value("int64"),
+                     "full_length": Value("int64"), "n_trained": Value("int64"), "problem": s})
+
 
 # %% ../nbs/10_data.ipynb #de879c7c
-def _prepare_batch(batch:dict, processor, image_root:str, max_length:int, image_tokens) -> dict:
+def _prepare_batch(batch:dict, processor, image_root:str, max_length:int, visual_tokens, settings=None, fit_images:bool=False) -> dict:
     "`Dataset.map` function: rows of a batch of JSON records; an unusable record gets its `problem` and empty columns."
     out = []
     for s in batch["record"]:
         rec = json.loads(s)
-        try: out.append({**prepare_record(rec, processor, image_root, max_length, image_tokens), "problem": None})
+        try: out.append({**prepare_record(rec, processor, image_root, max_length, visual_tokens, settings, fit_images), "problem": None})
         except RecordError as e: out.append({"id": rec["id"], **_NO_ROW, "problem": str(e)})
     return {k: [r[k] for r in out] for k in (*ROW_COLUMNS, "problem")}
+
 
 # %% ../nbs/10_data.ipynb #91e22249
 def usable_cpus() -> int:
@@ -265,7 +406,7 @@ def _quiet_datasets():
 
 # %% ../nbs/10_data.ipynb #24915e5b
 def _prepare(records:list[dict], processor, image_root, max_length:int, num_proc:int|None=None, cache_file=None,
-             desc:str="checking records"):
+             desc:str="checking records", settings:VisualSettings|None=None, fit_images:bool=False):
     "The usable `records`' rows as a `Dataset` (written to `cache_file`, or kept in memory) and `{'id', 'problem'}` of the others."
     from datasets import Dataset
     if not records:  # map would skip the empty input and give no columns
@@ -274,7 +415,8 @@ def _prepare(records:list[dict], processor, image_root, max_length:int, num_proc
     # (the demo's pipeline did, preparing after its pretraining stage)
     n_proc = num_proc or 1
     src = Dataset.from_dict({"record": [json.dumps(r, ensure_ascii=False) for r in records]})
-    kw = dict(processor=processor, image_root=str(image_root), max_length=max_length, image_tokens=_ImageTokens(processor))
+    kw = dict(processor=processor, image_root=str(image_root), max_length=max_length, visual_tokens=_VisualTokens(processor),
+              settings=VisualSettings(**visual_dict(settings)), fit_images=fit_images)
     with _quiet_datasets():
         ds = src.map(_prepare_batch, batched=True, batch_size=100, num_proc=n_proc if n_proc > 1 else None, fn_kwargs=kw,
                      remove_columns=["record"], features=_features(), desc=desc, keep_in_memory=cache_file is None,
@@ -323,10 +465,11 @@ def _write_atomic(folder:Path, write) -> Path:
     return folder
 
 # %% ../nbs/10_data.ipynb #3141f0c4
-def _prepare_into(folder:Path, path, processor, image_root, max_length:int, num_proc:int|None, inputs:dict, desc:str):
+def _prepare_into(folder:Path, path, processor, image_root, max_length:int, num_proc:int|None, inputs:dict, desc:str,
+                  settings:VisualSettings|None=None, fit_images:bool=False):
     "Prepare the records of the file `path` into `folder`: rows, bad records, and last the inputs with counts."
     t0, records = time.time(), load_records(path)
-    rows, bad = _prepare(records, processor, image_root, max_length, num_proc, folder/"map.arrow", desc)
+    rows, bad = _prepare(records, processor, image_root, max_length, num_proc, folder/"map.arrow", desc, settings, fit_images)
     with _quiet_datasets(): rows.save_to_disk(str(folder/ROWS_DIR))
     del rows
     for f in folder.glob("map*.arrow"): f.unlink()  # the map's own output, now copied into rows/
@@ -335,19 +478,22 @@ def _prepare_into(folder:Path, path, processor, image_root, max_length:int, num_
     write_json({**inputs, "n_records": len(records), "n_bad": len(bad), "seconds": seconds}, folder/META_FILE)
     log.info("checked %d records of %s in %.1f s (%d bad)", len(records), Path(path).name, seconds, len(bad))
 
+
 # %% ../nbs/10_data.ipynb #0e44dac2
 def prepared_dataset(path:str|Path, processor, image_root:str|Path, max_length:int, cache_dir:str|Path|None=None,
-                     num_proc:int|None=None) -> tuple:
+                     num_proc:int|None=None, settings:VisualSettings|None=None, fit_images:bool=False) -> tuple:
     "Rows of the usable records of the file `path` (a `Dataset`) and `{'id', 'problem'}` of the others, cached in `cache_dir` (`off`: none)."
     from datasets import load_from_disk
     desc = f"checking {Path(path).name}"
-    if _cache_off(cache_dir): return _prepare(load_records(path), processor, image_root, max_length, num_proc, desc=desc)
-    inputs = prep_inputs(path, processor, image_root, max_length)
+    if _cache_off(cache_dir):
+        return _prepare(load_records(path), processor, image_root, max_length, num_proc, desc=desc, settings=settings, fit_images=fit_images)
+    inputs = prep_inputs(path, processor, image_root, max_length, settings, fit_images)
     folder = Path(cache_dir or default_cache_dir()).expanduser()/prep_key(inputs)
     if _complete(folder): log.info("%s: reading the rows prepared in %s", Path(path).name, folder)
-    else: _write_atomic(folder, lambda tmp: _prepare_into(tmp, path, processor, image_root, max_length, num_proc, inputs, desc))
+    else: _write_atomic(folder, lambda tmp: _prepare_into(tmp, path, processor, image_root, max_length, num_proc, inputs, desc, settings, fit_images))
     with _quiet_datasets(): rows = load_from_disk(str(folder/ROWS_DIR))
     return rows, read_json(folder/BAD_FILE)
+
 
 # %% ../nbs/10_data.ipynb #3fe72011
 def check_bad(bad:list[dict], n_records:int, skip_bad:bool=False):
@@ -357,33 +503,76 @@ def check_bad(bad:list[dict], n_records:int, skip_bad:bool=False):
     log.warning("skipped %d of %d records (first: %s)", len(bad), n_records, bad[0]["problem"])
 
 # %% ../nbs/10_data.ipynb #d3a478f8
-def _tail_labels(ids, attention_mask, rows:list[dict]):
-    "Labels for a padded batch: each row's tail labels on the end of its real tokens, -100 elsewhere."
+def _layout_labels(ids, attention_mask, rows:list[dict]):
+    "Labels for a padded batch: each row's text tokens checked where its layout puts them, their labels there, -100 elsewhere."
     import torch
     labels = torch.full_like(ids, -100)
     for i, r in enumerate(rows):
-        end, k = int(attention_mask[i].nonzero().max()) + 1, len(r["tail_ids"])
-        if ids[i, end - k:end].tolist() != list(r["tail_ids"]):
-            raise RuntimeError(f"record {r['id']!r}: the processor tokenised the text after the image differently "
-                               "from the tokenizer, so labels cannot be aligned")
-        labels[i, end - k:end] = torch.tensor(r["tail_labels"])
+        end, pos = int(attention_mask[i].sum()), visual_positions(len(r["ids"]), r["visual_at"], r["visual_tokens"])
+        if end != r["full_length"] or ids[i, pos].tolist() != list(r["ids"]):
+            raise RuntimeError(f"record {r['id']!r}: the processor wrote {end} tokens where {r['full_length']} were measured, or "
+                               "tokenised the text around the images differently from the tokenizer, so labels cannot be aligned")
+        labels[i, pos] = torch.tensor(r["labels"])
     return labels
+
+
+# %% ../nbs/10_data.ipynb #ca53d367
+def row_visuals(row:dict, processor=None, settings:VisualSettings|None=None) -> dict:
+    "The images and video frames of a prepared row, opened with `load_visuals` and scaled by the row's `scale`: `{'images', 'videos'}`."
+    video = row.get("video") or (list(row.get("video_frames") or []) or None)
+    rec = {"id": row["id"], **({"image": list(row["images"])} if row.get("images") else {}), **({"video": video} if video else {})}
+    out, s = load_visuals(rec, "/", settings, processor), row.get("scale", 1.0)  # the rows hold absolute paths
+    if s == 1: return out
+    from PIL import Image
+    shrink = lambda ims: [im.resize(scaled(im.size, s), Image.Resampling.BICUBIC) for im in ims]
+    return {k: shrink(v) if k == "images" else [shrink(fr) for fr in v] for k, v in out.items()}
+
+
+# %% ../nbs/10_data.ipynb #c3e0e609
+def _pad_to(x, shape, value=0):
+    "`x` padded at the end of each dimension to `shape`."
+    import torch.nn.functional as F
+    pad = [p for d in reversed(range(x.ndim)) for p in (0, shape[d] - x.shape[d])]
+    return F.pad(x, pad, value=value) if any(pad) else x
+
+def merge_batches(outs:list[dict], pad_id:int) -> dict:
+    "One batch from per-sample processor outputs: per-token tensors right-padded, visual tensors concatenated (zero-padded to one shape), lists joined."
+    import torch
+    L, res = max(o["input_ids"].shape[1] for o in outs), {}
+    for k in dict.fromkeys(k for o in outs for k in o):
+        vs = [o[k] for o in outs if k in o]
+        if not torch.is_tensor(vs[0]): res[k] = [x for v in vs for x in v]; continue
+        per_token = all(v.ndim >= 2 and v.shape[:2] == o["input_ids"].shape for o in outs for v in [o.get(k)] if v is not None)
+        shape = [max(v.shape[d] for v in vs) for d in range(vs[0].ndim)]
+        if per_token: shape[1] = L
+        res[k] = torch.cat([_pad_to(v, [v.shape[0]] + shape[1:], pad_id if k == "input_ids" else 0) for v in vs])
+    return res
+
 
 # %% ../nbs/10_data.ipynb #c1995728
 class VLMCollator:
-    "Batch rows from `prepare_rows`: processor outputs plus `labels` where only assistant tokens count."
-    def __init__(self, processor, max_length:int=2048):
-        self.processor, self.max_length = processor, max_length
+    "Batch prepared rows (any mix of text-only, image, multi-image and video samples): processor outputs plus `labels` where only assistant tokens count."
+    def __init__(self, processor, max_length:int=2048, settings:VisualSettings|None=None):
+        self.processor, self.max_length, self.settings = processor, max_length, settings
         processor.tokenizer.padding_side = "right"
+    def process(self, rows:list[dict], visuals:list[dict]) -> dict:
+        "One processor call for `rows` with their opened `visuals`."
+        kw = {"suffix": [r["suffix"] for r in rows]} if rows[0].get("suffix") is not None else {}  # prefix-LM processors
+        images, videos = [v.get("images", []) for v in visuals], [v["videos"][0] for v in visuals if v.get("videos")]
+        if any(images): kw["images"] = images  # one list per sample, empty for samples without images
+        if videos: kw["videos"] = videos
+        return dict(self.processor(text=[r["text"] for r in rows], padding=True, return_tensors="pt", **kw,
+                                   add_special_tokens=needs_special_tokens(self.processor.tokenizer, rows[0]["text"])))
     def __call__(self, rows:list[dict]) -> dict:
         import torch
-        suffix = {"suffix": [r["suffix"] for r in rows]} if rows[0].get("suffix") is not None else {}  # prefix-LM processors
-        batch = dict(self.processor(text=[r["text"] for r in rows], images=[[load_image(r["image"])] for r in rows],
-                                    padding=True, return_tensors="pt", **suffix,
-                                    add_special_tokens=needs_special_tokens(self.processor.tokenizer, rows[0]["text"])))
-        labels, shape, n = _tail_labels(batch["input_ids"], batch["attention_mask"], rows), batch["input_ids"].shape, self.max_length
+        visuals = [row_visuals(r, self.processor, self.settings) for r in rows]
+        if any("videos" in v for v in visuals) and any("images" in v for v in visuals):  # SmolVLM cannot take both in one call
+            batch = merge_batches([self.process([r], [v]) for r, v in zip(rows, visuals)], self.processor.tokenizer.pad_token_id or 0)
+        else: batch = self.process(rows, visuals)
+        labels, shape, n = _layout_labels(batch["input_ids"], batch["attention_mask"], rows), batch["input_ids"].shape, self.max_length
         if shape[1] > n: batch = {k: v[:, :n] if torch.is_tensor(v) and v.shape[:2] == shape else v for k, v in batch.items()}
         return {**batch, "labels": labels[:, :n]}
+
 
 # %% ../nbs/10_data.ipynb #628d2fbe
 def trained_runs(labels) -> list[list[int]]:
@@ -424,8 +613,9 @@ def _rope_kwargs(rope_index, batch:dict) -> dict:
 # %% ../nbs/10_data.ipynb #466a2cad
 class PackingCollator:
     "Batch packs (lists of rows): each pack one row without padding, `position_ids` restarting per sample, no attention mask."
-    def __init__(self, processor, max_length:int=2048, rope_index=None):
-        self.collate, self.rope_index, self.pad_id = VLMCollator(processor, max_length), rope_index, processor.tokenizer.pad_token_id or 0
+    def __init__(self, processor, max_length:int=2048, rope_index=None, settings:VisualSettings|None=None):
+        self.collate, self.rope_index = VLMCollator(processor, max_length, settings), rope_index
+        self.pad_id = processor.tokenizer.pad_token_id or 0
     def __call__(self, packs:list[list[dict]]) -> dict:
         import torch
         batch = self.collate([r for p in packs for r in p])
