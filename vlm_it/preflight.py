@@ -11,17 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from transformers import TrainerCallback
 
-from .core import ConfigError, RecordError, atomic_write, load_records, opt, record_shape, to_messages, write_json
+from .core import ConfigError, RecordError, atomic_write, load_records, opt, record_shape, write_json
 from .loss import loss_memory_bytes
-from .models import (apply_visual_settings, check_shapes, load_processor, meta_model, lora_targets, model_parts, needs_special_tokens,
-    unquantised_modules, visual_sizes)
-from .data import VLMCollator, expanded_image_ids, prepare_rows, render_labels, sample_text, to_ansi, to_html, trained_runs
-from .train import TrainConfig, check_config, use_checkpointing
+from .models import apply_visual_settings, check_shapes, load_processor, meta_model, lora_targets, model_parts, unquantised_modules
+from .data import (VLMCollator, check_bad, expanded_image_ids, prepare_rows, render_labels, sample_text, to_ansi, to_html,
+    trained_runs)
+from .train import TrainConfig, check_config, load_rows, use_checkpointing
 
 # %% auto #0
 __all__ = ['GPUS', 'CUDA_OVERHEAD_GIB', 'NF4_BYTES', 'PREFLIGHT_REPORT', 'PREFLIGHT_HTML', 'count_params', 'estimate_memory',
-           'estimate_run', 'VisualTokens', 'sample_tokens', 'visual_report', 'PreflightConfig', 'preflight_samples',
-           'preflight', 'PeakMemory']
+           'estimate_run', 'visual_report', 'PreflightConfig', 'preflight_samples', 'preflight', 'PeakMemory']
 
 # %% ../nbs/12_preflight.ipynb #45e058f6
 GPUS = {  # usable memory in GiB (what torch reports as total), bf16 support
@@ -118,88 +117,42 @@ def _patches(pixel_values, patch) -> int:
     ph, pw = (patch, patch) if isinstance(patch, int) else (patch[0], patch[-1])
     return int(pixel_values.shape[0]) if pixel_values.ndim == 2 else int(pixel_values.numel() // (3 * ph * pw))
 
-# %% ../nbs/12_preflight.ipynb #35c89288
-def estimate_run(cfg:TrainConfig, args, rows, collate, act_bytes:int=2, seq_len:int|None=None) -> dict:
-    "`estimate_memory` for training on `rows` with `args`: batch, longest sample (or `seq_len`), image patches and checkpointing as the run will have them."
-    meta = meta_model(cfg.model_name_or_path)
-    vcfg = getattr(meta.config, "vision_config", None)
-    one = collate([rows[0]])
-    pixels = next((one[k] for k in ("pixel_values", "image_pixel_values") if k in one), None)  # Phi-4-multimodal: image_pixel_values
-    per_image = _patches(pixels, _cfg_get(vcfg, "patch_size", default=14) if vcfg else 14)
-    bs, seq, checkpointing = args.per_device_train_batch_size, seq_len or max(r["length"] for r in rows), use_checkpointing(cfg, args)
-    mem = estimate_memory(meta, cfg, bs, seq, bs * per_image, checkpointing, act_bytes=act_bytes)
-    return {**mem, "seq_len": seq, "activation_checkpointing": checkpointing}
-
-# %% ../nbs/12_preflight.ipynb #f679f151
-def _token_ids(processor, config, kind:str) -> set[int]:
-    "Ids of the tokens the processor repeats for an image or a video (`kind`): the model config's, else the processor's placeholder."
-    if kind == "image": return expanded_image_ids(processor, config)
-    ids = {getattr(config, k, None) for k in ("video_token_id", "video_token_index")} if config is not None else set()
-    tok = getattr(processor, "video_token", None)
-    if tok: ids.add(processor.tokenizer.convert_tokens_to_ids(tok))
-    return {i for i in ids if isinstance(i, int)}
-
-# %% ../nbs/12_preflight.ipynb #2c8c09c8
-class VisualTokens:
-    "What the processor adds for one image of a given size, or one video of given frames: `(tokens added, visual tokens)`, measured once per size."
-    def __init__(self, processor, config=None):
-        self.processor, self.cache = processor, {}
-        self.ids = _token_ids(processor, config, "image") | _token_ids(processor, config, "video")
-
-    def _prompt(self, kind:str) -> str:
-        msgs = [{"role": "user", "content": [{"type": kind}, {"type": "text", "text": "x"}]}]
-        text = self.processor.apply_chat_template(msgs, tokenize=False)
-        tok = getattr(self.processor, f"{kind}_token", None)
-        return text if not tok or tok in text else tok + text  # a template without video parts: the bare placeholder
-
-    def _measure(self, kind:str, visual) -> tuple[int, int]:
-        text, tok = self._prompt(kind), self.processor.tokenizer
-        special = needs_special_tokens(tok, text)
-        ids = self.processor(text=[text], **{f"{kind}s": [visual]}, add_special_tokens=special)["input_ids"][0]
-        return len(ids) - len(tok(text, add_special_tokens=special)["input_ids"]), sum(int(i) in self.ids for i in ids)
-
-    def image(self, size:tuple[int, int]) -> tuple[int, int]:
-        from PIL import Image
-        if ("image", size) not in self.cache: self.cache["image", size] = self._measure("image", [Image.new("RGB", size)])
-        return self.cache["image", size]
-
-    def video(self, frames:int, size:tuple[int, int]) -> tuple[int, int]:
-        from PIL import Image
-        if ("video", frames, size) not in self.cache:
-            self.cache["video", frames, size] = self._measure("video", [Image.new("RGB", size)] * frames)
-        return self.cache["video", frames, size]
-
-# %% ../nbs/12_preflight.ipynb #4775bd25
-def sample_tokens(rec:dict, processor, image_root, settings, measure:VisualTokens) -> dict:
-    "`{id, shape, length, visual, image_tokens, video_tokens}` of a record: its full length and its visual tokens, through the processor."
-    tok = processor.tokenizer
-    text = processor.apply_chat_template(to_messages(rec)["messages"], tokenize=False)
-    n_text = len(tok(text, add_special_tokens=needs_special_tokens(tok, text))["input_ids"])
-    sizes = visual_sizes(rec, image_root, settings, processor)
-    ims = [measure.image(s) for s in sizes.get("images", [])]
-    vids = [measure.video(n, s) for n, s in sizes.get("videos", [])]
-    return {"id": rec["id"], "shape": record_shape(rec), "length": n_text + sum(a for a, _ in ims + vids),
-            "visual": sum(v for _, v in ims + vids), "image_tokens": [v for _, v in ims], "video_tokens": [v for _, v in vids]}
-
-# %% ../nbs/12_preflight.ipynb #6ea90fbf
+# %% ../nbs/12_preflight.ipynb #e75db15e
 def _spread(xs:list) -> dict|None:
     "`{min, median, max}` of `xs` (None when empty)."
     xs = sorted(xs)
     return {"min": xs[0], "median": xs[len(xs) // 2], "max": xs[-1]} if xs else None
 
-def visual_report(records:list[dict], processor, image_root, settings, max_length:int, config=None) -> tuple[dict, list[dict]]:
-    "Shapes, visual tokens per image and per sample, and lengths of `records` (see above); and `{id, problem}` of unreadable ones."
-    measure, per, bad = VisualTokens(processor, config), [], []
-    for r in records:
-        try: per.append(sample_tokens(r, processor, image_root, settings, measure))
-        except RecordError as e: bad.append({"id": r["id"], "problem": str(e)})
-    shapes = {s: sum(p["shape"] == s for p in per) for s in ("text", "image", "images", "video")}
-    over = [p["id"] for p in per if p["length"] > max_length]
-    return {"shapes": shapes, "visual_tokens_per_image": _spread([t for p in per for t in p["image_tokens"]]),
-            "visual_tokens_per_video": _spread([t for p in per for t in p["video_tokens"]]),
-            "visual_tokens_per_sample": _spread([p["visual"] for p in per if p["shape"] != "text"]),
-            "lengths": _spread([p["length"] for p in per]), "over_max_length": len(over), "over_max_length_ids": over[:20],
-            "samples": per}, bad
+def _column(rows, key:str) -> list:
+    "Column `key` of rows: a `datasets.Dataset` or a list of dicts."
+    return list(rows[key]) if hasattr(rows, "column_names") else [r[key] for r in rows]
+
+
+# %% ../nbs/12_preflight.ipynb #35c89288
+def estimate_run(cfg:TrainConfig, args, rows, collate, act_bytes:int=2) -> dict:
+    "`estimate_memory` for training on `rows` with `args`: batch, longest sample, the patches of the most visual sample, and checkpointing as the run will have them."
+    meta = meta_model(cfg.model_name_or_path)
+    vcfg = getattr(meta.config, "vision_config", None)
+    visual = [sum(c) for c in _column(rows, "visual_tokens")]
+    one = collate([rows[max(range(len(visual)), key=visual.__getitem__)]])  # the sample with the most visual tokens
+    pixels = next((one[k] for k in ("pixel_values", "image_pixel_values", "pixel_values_videos") if k in one), None)  # Phi-4: image_pixel_values
+    per_sample = _patches(pixels, _cfg_get(vcfg, "patch_size", default=14) if vcfg else 14)
+    bs, seq, checkpointing = args.per_device_train_batch_size, max(_column(rows, "length")), use_checkpointing(cfg, args)
+    mem = estimate_memory(meta, cfg, bs, seq, bs * per_sample, checkpointing, act_bytes=act_bytes)
+    return {**mem, "seq_len": seq, "activation_checkpointing": checkpointing}
+
+# %% ../nbs/12_preflight.ipynb #6ea90fbf
+def visual_report(records:list[dict], rows, max_length:int) -> dict:
+    "Record shapes, and visual tokens per image, video and sample and lengths of the prepared `rows` of `records` (see above)."
+    shapes = {s: 0 for s in ("text", "image", "images", "video")}
+    for r in records: shapes[record_shape(r)] += 1
+    counts, is_video = _column(rows, "visual_tokens"), [bool(v or f) for v, f in zip(_column(rows, "video"), _column(rows, "video_frames"))]
+    lengths, ids = _column(rows, "full_length"), _column(rows, "id")
+    over = [i for i, n in zip(ids, lengths) if n > max_length]
+    return {"shapes": shapes, "visual_tokens_per_image": _spread([t for c, v in zip(counts, is_video) if not v for t in c]),
+            "visual_tokens_per_video": _spread([t for c, v in zip(counts, is_video) if v for t in c]),
+            "visual_tokens_per_sample": _spread([sum(c) for c in counts if c]),
+            "lengths": _spread(lengths), "over_max_length": len(over), "over_max_length_ids": over[:20]}
 
 # %% ../nbs/12_preflight.ipynb #c3901f74
 PREFLIGHT_REPORT, PREFLIGHT_HTML = "preflight.json", "preflight.html"
@@ -221,11 +174,13 @@ def _records(cfg:TrainConfig, n_samples:int=0) -> list[dict]:
     return records[:n_samples] if n_samples else records
 
 # %% ../nbs/12_preflight.ipynb #296e1d68
-def _checked_rows(cfg:TrainConfig, processor, records:list[dict]) -> tuple[list[dict], list[dict]]:
-    "The rows of the usable one-image records, and the problems of the others."
-    image_recs = [r for r in records if record_shape(r) == "image"]
-    rows, bad = prepare_rows(image_recs, processor, _image_root(cfg), cfg.max_length, skip_bad=True)
-    if not rows: raise RecordError(f"no usable one-image record in {cfg.input!r}" + (": " + "; ".join(b["problem"] for b in bad[:3]) if bad else ""))
+def _checked_rows(cfg:TrainConfig, processor, n_samples:int=0) -> tuple:
+    "The rows of the usable records, as `train` prepares them (the first `n_samples` only, if set), and the problems of the others."
+    if not n_samples: return load_rows(cfg, processor, skip_bad=True)  # every problem is listed: none stops the preflight
+    rows, bad = prepare_rows(_records(cfg, n_samples), processor, _image_root(cfg), cfg.max_length, skip_bad=True, settings=cfg,
+                             fit_images=getattr(cfg, "fit_images", False))
+    check_bad(bad, len(rows) + len(bad), skip_bad=True)
+    if not rows: raise RecordError(f"no usable record in the first {n_samples} of {cfg.input!r}: " + "; ".join(b["problem"] for b in bad[:3]))
     return rows, bad
 
 # %% ../nbs/12_preflight.ipynb #6240908e
@@ -250,12 +205,11 @@ def _show_samples(processor, rows:list[dict], batch, html_path:Path, config=None
 
 # %% ../nbs/12_preflight.ipynb #341f32fe
 def _report(cfg:TrainConfig, args, opts:PreflightConfig, records, rows, bad, masks_ok:bool, mem:dict, visual:dict) -> dict:
-    lengths = sorted(r["full_length"] for r in rows)
-    gpu_gib, bf16 = GPUS[opts.gpu]
+    lengths, gpu_gib, bf16 = _column(rows, "full_length"), *GPUS[opts.gpu]
     report = {"model": cfg.model_name_or_path, "method": cfg.method, "n_records": len(records), "n_usable": len(rows),
-              "problems": bad, "truncated": [r["id"] for r in rows if r["full_length"] > cfg.max_length],
-              "max_length": cfg.max_length, "tokens": {"min": lengths[0], "median": lengths[len(lengths) // 2], "max": lengths[-1]},
-              "visual": visual, "trained_tokens_min": min(r["n_trained"] for r in rows), "masks_ok": masks_ok,
+              "problems": bad, "truncated": [i for i, n in zip(_column(rows, "id"), lengths) if n > cfg.max_length],
+              "max_length": cfg.max_length, "tokens": _spread(lengths), "visual": visual,
+              "trained_tokens_min": min(_column(rows, "n_trained")), "masks_ok": masks_ok,
               "gpu": opts.gpu, "gpu_gib": gpu_gib, "compute_dtype": "bf16" if bf16 else "fp16",
               "batch": args.per_device_train_batch_size, "seq_len": mem["seq_len"],
               "activation_checkpointing": mem["activation_checkpointing"], "memory": mem, "fits": mem["total_gib"] <= gpu_gib}
@@ -270,22 +224,14 @@ def _print_report(r:dict):
     print(f"records: {sh['text']} text-only, {sh['image']} with one image, {sh['images']} with several, {sh['video']} with a video; "
           f"visual tokens per image {_spread_text(v['visual_tokens_per_image'])}, per sample {_spread_text(v['visual_tokens_per_sample'])}"
           + (f", per video {_spread_text(v['visual_tokens_per_video'])}" if v["visual_tokens_per_video"] else ""))
-    print(f"sample lengths {_spread_text(v['lengths'])}: {v['over_max_length']} over max_length={r['max_length']}")
-    print(f"rows of the one-image records: {r['n_usable']}/{v['shapes']['image']} usable, {len(r['problems'])} records with problems, {len(r['truncated'])} truncated "
-          f"at max_length={r['max_length']}; tokens/sample min {t['min']} median {t['median']} max {t['max']}")
+    print(f"{r['n_usable']}/{r['n_records']} records usable, {len(r['problems'])} with problems, {len(r['truncated'])} truncated "
+          f"at max_length={r['max_length']}; tokens/sample {_spread_text(t)}")
     print(f"estimated peak on {r['gpu']} ({r['gpu_gib']} GiB): {m['total_gib']} GiB = weights {m['weights']} + trainable/optimizer "
           f"{m['trainable_and_optimizer']} + activations {m['activations']} + logits {m['logits']} + vision {m['vision']} "
           f"+ overhead {m['cuda_overhead']} -> {'fits' if r['fits'] else 'DOES NOT FIT'}")
     for b in r["problems"][:10]: print("problem:", b["problem"])
 
 # %% ../nbs/12_preflight.ipynb #e32b5317
-def _merged(*bads:list[dict]) -> list[dict]:
-    "Problems of several checks, one per record (the first found)."
-    seen, out = set(), []
-    for b in (b for bad in bads for b in bad):
-        if b["id"] not in seen: seen.add(b["id"]); out.append(b)
-    return out
-
 def preflight(cfg:TrainConfig, args=None, opts:PreflightConfig|None=None) -> dict:
     "Check shapes, data, labels and lengths, count visual tokens, render samples, and estimate peak GPU memory for `opts.gpu`; returns the report."
     from transformers import AutoConfig, TrainingArguments
@@ -296,17 +242,16 @@ def preflight(cfg:TrainConfig, args=None, opts:PreflightConfig|None=None) -> dic
     applied = apply_visual_settings(processor, cfg)  # as train applies them: TrainConfig is a VisualSettings
     records = _records(cfg, opts.n_samples)
     check_shapes(processor, records, config)
-    visual, vbad = visual_report(records, processor, _image_root(cfg), cfg, cfg.max_length, config)
-    rows, bad = _checked_rows(cfg, processor, records)
-    collate = VLMCollator(processor, cfg.max_length)
-    batch = collate(rows[:max(1, opts.show)])
+    rows, bad = _checked_rows(cfg, processor, opts.n_samples)
+    collate = VLMCollator(processor, cfg.max_length, settings=cfg)
+    shown = [rows[i] for i in range(min(len(rows), max(1, opts.show)))]
+    batch = collate(shown)
     html_path = Path(opts.html) if opts.html else Path(args.output_dir)/PREFLIGHT_HTML
-    _show_samples(processor, rows, batch, html_path, config)
+    _show_samples(processor, shown, batch, html_path, config)
     masks_ok = bool(((batch["labels"] != -100).sum(1) > 0).all())
-    longest = min(cfg.max_length, max(max(s["length"] for s in visual["samples"]), max(r["length"] for r in rows)))
-    visual = {"settings": applied, **{k: v for k, v in visual.items() if k != "samples"}}
-    report = _report(cfg, args, opts, records, rows, _merged(vbad, bad), masks_ok, estimate_run(cfg, args, rows, collate, seq_len=longest), visual)
-    report = {**report, "html": str(html_path), "samples": preflight_samples(processor, rows, batch, config)}
+    visual = {"settings": applied, **visual_report(records, rows, cfg.max_length)}
+    report = _report(cfg, args, opts, records, rows, bad, masks_ok, estimate_run(cfg, args, rows, collate), visual)
+    report = {**report, "html": str(html_path), "samples": preflight_samples(processor, shown, batch, config)}
     write_json(report, Path(args.output_dir)/PREFLIGHT_REPORT)
     _print_report(report)
     return report
