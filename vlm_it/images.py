@@ -296,19 +296,23 @@ def _even(items:list, k:int|None) -> list:
 
 # %% ../nbs/06_images.ipynb #53924881
 def _frames_at_fps(path:Path, fps:float|None) -> list[Image.Image]:
-    "The frames of the video file at `path`, one per `1/fps` seconds of its timestamps (all frames without `fps`), as RGB."
+    "The frames of the video file at `path`, one per `1/fps` seconds of its timestamps (all frames without `fps`), as RGB; `info` holds each one's time, index and the stream's rate."
     import av
     with av.open(str(path)) as box:
         stream = box.streams.video[0]
-        half = 0.5 / float(stream.average_rate or stream.guessed_rate or 25)  # half a frame: timestamps are rounded
+        rate = float(stream.average_rate or stream.guessed_rate or 25)
+        half = 0.5 / rate  # half a frame: timestamps are rounded
         out, start, next_t = [], None, 0.0
         for i, fr in enumerate(box.decode(stream)):
-            t = fr.time if fr.time is not None else i * 2 * half
+            t = fr.time if fr.time is not None else i / rate
             start = t if start is None else start
             t -= start  # streams may start after 0
             if fps and t + half < next_t: continue
-            out.append(fr.to_image())
+            im = fr.to_image()
+            im.info.update(time=round(t, 6), index=i, fps=rate)
+            out.append(im)
             if fps: next_t = (int((t + half) * fps) + 1) / fps  # the next multiple of 1/fps after this frame
+        for im in out: im.info["total"] = i + 1
     return out
 
 # %% ../nbs/06_images.ipynb #6d5982e0
@@ -316,11 +320,14 @@ def load_video(src, image_root=None, fps:float=2.0, max_frames:int=32) -> list[I
     "RGB frames of `src`: a video file sampled at `fps` by timestamp, or a list of frame files; evenly thinned to at most `max_frames`."
     def where(p): return resolve_image(image_root, p) if image_root is not None else Path(p)
     if isinstance(src, (list, tuple)):
-        frames = []
-        for p in _even(list(src), max_frames):
+        frames, picked = [], _even(list(range(len(src))), max_frames)
+        for k in picked:
+            p = src[k]
             if not where(p).is_file(): raise BadImage(f"video frame {str(p)!r} not found" + (f" under {str(image_root)!r}" if image_root else ""))
-            try: frames.append(open_image(where(p))[0])
+            try: im = open_image(where(p))[0]
             except BadImage as e: raise BadImage(f"video frame {str(p)!r}: {e}") from None
+            im.info.update(time=k / fps if fps else float(k), index=k, fps=fps or 1.0, total=len(src))  # frame files: taken as sampled at fps
+            frames.append(im)
         return frames
     path = where(src)
     if not path.is_file(): raise BadImage(f"video {str(src)!r} not found" + (f" under {str(image_root)!r}" if image_root else ""))

@@ -18,7 +18,8 @@ __all__ = ['METHODS', 'QLORA_BASES', 'SINGLE_IMAGE', 'VIDEO_MODELS', 'auto_model
            'lora_targets', 'unquantised_modules', 'quantization_config', 'load_pretrained', 'load_processor',
            'load_model', 'describe_model', 'pick_device', 'is_adapter_dir', 'adapter_method', 'base_weights',
            'load_vlm', 'needs_special_tokens', 'processor_inputs', 'generate_answers', 'load_clip', 'clip_scores',
-           'VisualSettings', 'image_knob', 'apply_visual_settings', 'load_visuals', 'visual_support', 'check_shapes']
+           'VisualSettings', 'image_knob', 'apply_visual_settings', 'fit_pixels', 'video_metadata', 'load_visuals',
+           'visual_sizes', 'visual_support', 'check_shapes']
 
 # %% ../nbs/09_models.ipynb #60dbc074
 def auto_model_class(config):
@@ -404,6 +405,12 @@ def _fixed_size(ip) -> str:
     side = s.get("longest_edge") or s.get("shortest_edge")
     return f"{side}x{side}"
 
+# %% ../nbs/09_models.ipynb #577a4d01
+def _lower_min(size:dict, hi:int) -> int:
+    "The processor's own minimum of pixels under a lowered maximum `hi`: at most half of it, so rounding to the patch grid stays below `hi`."
+    if hi >= size["longest_edge"]: return size["shortest_edge"]  # nothing lowered: nothing to make room for
+    return min(size["shortest_edge"], hi // 2)
+
 # %% ../nbs/09_models.ipynb #42563f1e
 def _cap_image(ip, max_pixels:int|None, min_pixels:int|None=None) -> dict:
     "Lower `ip`'s own resolution limit to `max_pixels` (and set `min_pixels`) in its own terms; returns what it set."
@@ -414,7 +421,7 @@ def _cap_image(ip, max_pixels:int|None, min_pixels:int|None=None) -> dict:
     s = _size(ip)
     if knob == "pixels":
         hi = min(s["longest_edge"], max_pixels)
-        lo = min(min_pixels, hi) if min_pixels else min(s["shortest_edge"], hi // 2)  # room to round to the patch grid below hi
+        lo = min(min_pixels, hi) if min_pixels else _lower_min(s, hi)
         _set_size(ip, shortest_edge=lo, longest_edge=hi)
         for k, v in (("min_pixels", lo), ("max_pixels", hi)):  # set only where a saved config uses the old names
             if getattr(ip, k, None) is not None: setattr(ip, k, v)
@@ -442,6 +449,7 @@ def _budget_per_video(vp) -> bool:
 def _cap_video(vp, settings) -> dict:
     out = {}
     if hasattr(vp, "do_sample_frames"): vp.do_sample_frames = out["do_sample_frames"] = False
+    if hasattr(vp, "cap_pixels_per_frame"): vp.cap_pixels_per_frame = False  # the frames are already capped: video_max_pixels
     knob = image_knob(vp)
     if knob != "pixels" or not settings.video_max_pixels:
         return {"knob": knob, **out, "downscaled_by": "load_visuals"} if settings.video_max_pixels else {"knob": knob, **out}
@@ -449,7 +457,7 @@ def _cap_video(vp, settings) -> dict:
     budget = settings.video_max_pixels * (settings.video_max_frames if total else 1)
     s = _size(vp)
     hi = min(s["longest_edge"], budget)
-    lo = min(s["shortest_edge"], hi // 2)  # a minimum at the maximum would round frames up past it
+    lo = _lower_min(s, hi)
     _set_size(vp, shortest_edge=lo, longest_edge=hi)
     return {"knob": knob, **out, "shortest_edge": lo, "longest_edge": hi, "per": "video" if total else "frame"}
 
@@ -470,24 +478,58 @@ def _token_count(processor, ids, kind:str="image") -> int:
     return sum(1 for i in ids if i == tid)
 
 # %% ../nbs/09_models.ipynb #cc8df11d
-def _downscale(im, max_pixels:int|None):
-    "`im` scaled down to at most `max_pixels`, aspect kept (never up)."
-    w, h = im.size
-    if not max_pixels or w * h <= max_pixels: return im
+def fit_pixels(w:int, h:int, max_pixels:int|None) -> tuple[int, int]:
+    "Size with at most `max_pixels` pixels, aspect kept, never upscaled."
+    if not max_pixels or w * h <= max_pixels: return w, h
     s = math.sqrt(max_pixels / (w * h))
-    return im.resize((max(1, int(w * s)), max(1, int(h * s))), Image.Resampling.BICUBIC)
+    return max(1, int(w * s)), max(1, int(h * s))
+
+def _downscale(im, max_pixels:int|None):
+    size = fit_pixels(*im.size, max_pixels)
+    return im if size == im.size else im.resize(size, Image.Resampling.BICUBIC)
 
 # %% ../nbs/09_models.ipynb #c504700c
+def _shrinks(processor) -> bool:
+    "Whether `load_visuals` must downscale images for `processor` itself: it has no resolution knob (or is not given)."
+    return processor is None or image_knob(getattr(processor, "image_processor", None)) in ("anyres", "none")
+
+def video_metadata(frames:list) -> dict:
+    "What a video processor needs to know of frames sampled by `load_video`: the video's rate and frame count, the frames' indices."
+    i = frames[0].info
+    return {"fps": i.get("fps"), "total_num_frames": i.get("total", len(frames)), "frames_indices": [f.info.get("index", k) for k, f in enumerate(frames)],
+            "width": frames[0].size[0], "height": frames[0].size[1]}
+
 def load_visuals(rec:dict, image_root, settings:VisualSettings|None=None, processor=None) -> dict:
-    "`{'images': [PIL], 'videos': [[PIL frames]]}` of a record or eval item (keys only when non-empty), sized by `settings`."
+    "`{'images': [PIL], 'videos': [[PIL frames]], 'video_metadata': [dict]}` of a record or eval item (keys only when non-empty), sized by `settings`."
     s, rid, out = settings or VisualSettings(), rec.get("id"), {}
-    shrink = processor is None or image_knob(getattr(processor, "image_processor", None)) in ("anyres", "none")
     try:
         ims = [open_image(resolve_image(image_root, p, check_exists=True, rid=rid))[0] for p in record_images(rec)]
-        if ims: out["images"] = [_downscale(im, s.image_max_pixels) if shrink else im for im in ims]
+        if ims: out["images"] = [_downscale(im, s.image_max_pixels) if _shrinks(processor) else im for im in ims]
         if (v := record_video(rec)) is not None:
-            out["videos"] = [[_downscale(f, s.video_max_pixels) for f in load_video(v, image_root, s.video_fps, s.video_max_frames)]]
+            frames = [_downscale(f, s.video_max_pixels) for f in load_video(v, image_root, s.video_fps, s.video_max_frames)]
+            out.update(videos=[frames], video_metadata=[video_metadata(frames)])
     except BadImage as e: raise RecordError(f"record {rid!r}: {e}") from None
+    return out
+
+# %% ../nbs/09_models.ipynb #71354341
+def _upright_size(path) -> tuple[int, int]:
+    "An image's upright size from its header (EXIF orientations 5-8 swap width and height)."
+    with Image.open(path) as im:
+        w, h = im.size
+        return (h, w) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)
+
+def visual_sizes(rec:dict, image_root, settings:VisualSettings|None=None, processor=None) -> dict:
+    "`{'images': [(w, h)], 'videos': [(frames, (w, h))]}` that `load_visuals` would give `rec` (keys only when non-empty), images read to their header."
+    s, rid, out = settings or VisualSettings(), rec.get("id"), {}
+    if paths := record_images(rec):
+        try: sizes = [_upright_size(resolve_image(image_root, p, check_exists=True, rid=rid)) for p in paths]
+        except (OSError, SyntaxError, ValueError) as e:
+            if isinstance(e, RecordError): raise
+            raise RecordError(f"record {rid!r}: an image cannot be read ({e})") from None
+        out["images"] = [fit_pixels(w, h, s.image_max_pixels) if _shrinks(processor) else (w, h) for w, h in sizes]
+    if record_video(rec) is not None:
+        frames = load_visuals({"id": rid, "video": record_video(rec)}, image_root, s)["videos"][0]
+        out["videos"] = [(len(frames), frames[0].size)]
     return out
 
 # %% ../nbs/09_models.ipynb #7bc9164b

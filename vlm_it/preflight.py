@@ -11,15 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from transformers import TrainerCallback
 
-from .core import ConfigError, RecordError, atomic_write, load_records, opt, write_json
+from .core import ConfigError, RecordError, atomic_write, load_records, opt, record_shape, write_json
 from .loss import loss_memory_bytes
-from .models import load_processor, meta_model, lora_targets, model_parts, unquantised_modules
-from .data import VLMCollator, expanded_image_ids, prepare_rows, render_labels, sample_text, to_ansi, to_html, trained_runs
-from .train import TrainConfig, check_config, use_checkpointing
+from .models import apply_visual_settings, check_shapes, load_processor, meta_model, lora_targets, model_parts, unquantised_modules
+from .data import (VLMCollator, check_bad, expanded_image_ids, prepare_rows, render_labels, sample_text, to_ansi, to_html,
+    trained_runs)
+from .train import TrainConfig, check_config, load_rows, use_checkpointing
 
 # %% auto #0
 __all__ = ['GPUS', 'CUDA_OVERHEAD_GIB', 'NF4_BYTES', 'PREFLIGHT_REPORT', 'PREFLIGHT_HTML', 'count_params', 'estimate_memory',
-           'estimate_run', 'PreflightConfig', 'preflight_samples', 'preflight', 'PeakMemory']
+           'estimate_run', 'visual_report', 'PreflightConfig', 'preflight_samples', 'preflight', 'PeakMemory']
 
 # %% ../nbs/12_preflight.ipynb #45e058f6
 GPUS = {  # usable memory in GiB (what torch reports as total), bf16 support
@@ -116,17 +117,42 @@ def _patches(pixel_values, patch) -> int:
     ph, pw = (patch, patch) if isinstance(patch, int) else (patch[0], patch[-1])
     return int(pixel_values.shape[0]) if pixel_values.ndim == 2 else int(pixel_values.numel() // (3 * ph * pw))
 
+# %% ../nbs/12_preflight.ipynb #e75db15e
+def _spread(xs:list) -> dict|None:
+    "`{min, median, max}` of `xs` (None when empty)."
+    xs = sorted(xs)
+    return {"min": xs[0], "median": xs[len(xs) // 2], "max": xs[-1]} if xs else None
+
+def _column(rows, key:str) -> list:
+    "Column `key` of rows: a `datasets.Dataset` or a list of dicts."
+    return list(rows[key]) if hasattr(rows, "column_names") else [r[key] for r in rows]
+
+
 # %% ../nbs/12_preflight.ipynb #35c89288
 def estimate_run(cfg:TrainConfig, args, rows, collate, act_bytes:int=2) -> dict:
-    "`estimate_memory` for training on `rows` with `args`: batch, longest sample, image patches and checkpointing as the run will have them."
+    "`estimate_memory` for training on `rows` with `args`: batch, longest sample, the patches of the most visual sample, and checkpointing as the run will have them."
     meta = meta_model(cfg.model_name_or_path)
     vcfg = getattr(meta.config, "vision_config", None)
-    one = collate([rows[0]])
-    pixels = next((one[k] for k in ("pixel_values", "image_pixel_values") if k in one), None)  # Phi-4-multimodal: image_pixel_values
-    per_image = _patches(pixels, _cfg_get(vcfg, "patch_size", default=14) if vcfg else 14)
-    bs, seq, checkpointing = args.per_device_train_batch_size, max(r["length"] for r in rows), use_checkpointing(cfg, args)
-    mem = estimate_memory(meta, cfg, bs, seq, bs * per_image, checkpointing, act_bytes=act_bytes)
+    visual = [sum(c) for c in _column(rows, "visual_tokens")]
+    one = collate([rows[max(range(len(visual)), key=visual.__getitem__)]])  # the sample with the most visual tokens
+    pixels = next((one[k] for k in ("pixel_values", "image_pixel_values", "pixel_values_videos") if k in one), None)  # Phi-4: image_pixel_values
+    per_sample = _patches(pixels, _cfg_get(vcfg, "patch_size", default=14) if vcfg else 14)
+    bs, seq, checkpointing = args.per_device_train_batch_size, max(_column(rows, "length")), use_checkpointing(cfg, args)
+    mem = estimate_memory(meta, cfg, bs, seq, bs * per_sample, checkpointing, act_bytes=act_bytes)
     return {**mem, "seq_len": seq, "activation_checkpointing": checkpointing}
+
+# %% ../nbs/12_preflight.ipynb #6ea90fbf
+def visual_report(records:list[dict], rows, max_length:int) -> dict:
+    "Record shapes, and visual tokens per image, video and sample and lengths of the prepared `rows` of `records` (see above)."
+    shapes = {s: 0 for s in ("text", "image", "images", "video")}
+    for r in records: shapes[record_shape(r)] += 1
+    counts, is_video = _column(rows, "visual_tokens"), [bool(v or f) for v, f in zip(_column(rows, "video"), _column(rows, "video_frames"))]
+    lengths, ids = _column(rows, "full_length"), _column(rows, "id")
+    over = [i for i, n in zip(ids, lengths) if n > max_length]
+    return {"shapes": shapes, "visual_tokens_per_image": _spread([t for c, v in zip(counts, is_video) if not v for t in c]),
+            "visual_tokens_per_video": _spread([t for c, v in zip(counts, is_video) if v for t in c]),
+            "visual_tokens_per_sample": _spread([sum(c) for c in counts if c]),
+            "lengths": _spread(lengths), "over_max_length": len(over), "over_max_length_ids": over[:20]}
 
 # %% ../nbs/12_preflight.ipynb #c3901f74
 PREFLIGHT_REPORT, PREFLIGHT_HTML = "preflight.json", "preflight.html"
@@ -139,14 +165,23 @@ class PreflightConfig:
     n_samples: int = opt(0, "how many records to check (0: all)")
     show: int = opt(1, "how many samples to render with their trained tokens highlighted")
 
-# %% ../nbs/12_preflight.ipynb #296e1d68
-def _checked_rows(cfg:TrainConfig, processor, n_samples:int=0) -> tuple[list[dict], list[dict], list[dict]]:
-    "The records preflight looks at, the rows of the usable ones, and the problems of the others."
+# %% ../nbs/12_preflight.ipynb #c8db8415
+def _image_root(cfg:TrainConfig) -> str: return cfg.image_root or str(Path(cfg.input).parent)
+
+def _records(cfg:TrainConfig, n_samples:int=0) -> list[dict]:
+    "The records preflight looks at: the first `n_samples` (all with 0)."
     records = load_records(cfg.input)
-    records = records[:n_samples] if n_samples else records
-    rows, bad = prepare_rows(records, processor, cfg.image_root or str(Path(cfg.input).parent), cfg.max_length, skip_bad=True)
-    if not rows: raise RecordError(f"no usable record in {cfg.input!r}: " + "; ".join(b["problem"] for b in bad[:3]))
-    return records, rows, bad
+    return records[:n_samples] if n_samples else records
+
+# %% ../nbs/12_preflight.ipynb #296e1d68
+def _checked_rows(cfg:TrainConfig, processor, n_samples:int=0) -> tuple:
+    "The rows of the usable records, as `train` prepares them (the first `n_samples` only, if set), and the problems of the others."
+    if not n_samples: return load_rows(cfg, processor, skip_bad=True)  # every problem is listed: none stops the preflight
+    rows, bad = prepare_rows(_records(cfg, n_samples), processor, _image_root(cfg), cfg.max_length, skip_bad=True, settings=cfg,
+                             fit_images=getattr(cfg, "fit_images", False))
+    check_bad(bad, len(rows) + len(bad), skip_bad=True)
+    if not rows: raise RecordError(f"no usable record in the first {n_samples} of {cfg.input!r}: " + "; ".join(b["problem"] for b in bad[:3]))
+    return rows, bad
 
 # %% ../nbs/12_preflight.ipynb #6240908e
 def preflight_samples(processor, rows:list[dict], batch, config=None) -> list[dict]:
@@ -169,23 +204,28 @@ def _show_samples(processor, rows:list[dict], batch, html_path:Path, config=None
     with atomic_write(html_path) as f: f.write("\n".join(to_html(p, r["id"]) for r, p in zip(rows, pieces)))
 
 # %% ../nbs/12_preflight.ipynb #341f32fe
-def _report(cfg:TrainConfig, args, opts:PreflightConfig, records, rows, bad, masks_ok:bool, mem:dict) -> dict:
-    lengths = sorted(r["full_length"] for r in rows)
-    gpu_gib, bf16 = GPUS[opts.gpu]
+def _report(cfg:TrainConfig, args, opts:PreflightConfig, records, rows, bad, masks_ok:bool, mem:dict, visual:dict) -> dict:
+    lengths, gpu_gib, bf16 = _column(rows, "full_length"), *GPUS[opts.gpu]
     report = {"model": cfg.model_name_or_path, "method": cfg.method, "n_records": len(records), "n_usable": len(rows),
-              "problems": bad, "truncated": [r["id"] for r in rows if r["full_length"] > cfg.max_length],
-              "max_length": cfg.max_length, "tokens": {"min": lengths[0], "median": lengths[len(lengths) // 2], "max": lengths[-1]},
-              "trained_tokens_min": min(r["n_trained"] for r in rows), "masks_ok": masks_ok,
+              "problems": bad, "truncated": [i for i, n in zip(_column(rows, "id"), lengths) if n > cfg.max_length],
+              "max_length": cfg.max_length, "tokens": _spread(lengths), "visual": visual,
+              "trained_tokens_min": min(_column(rows, "n_trained")), "masks_ok": masks_ok,
               "gpu": opts.gpu, "gpu_gib": gpu_gib, "compute_dtype": "bf16" if bf16 else "fp16",
               "batch": args.per_device_train_batch_size, "seq_len": mem["seq_len"],
               "activation_checkpointing": mem["activation_checkpointing"], "memory": mem, "fits": mem["total_gib"] <= gpu_gib}
     return {**report, "ok": report["fits"] and masks_ok and not bad}
 
 # %% ../nbs/12_preflight.ipynb #64e3659b
+def _spread_text(s:dict|None) -> str: return f"min {s['min']} median {s['median']} max {s['max']}" if s else "none"
+
 def _print_report(r:dict):
-    m, t = r["memory"], r["tokens"]
+    m, t, v = r["memory"], r["tokens"], r["visual"]
+    sh = v["shapes"]
+    print(f"records: {sh['text']} text-only, {sh['image']} with one image, {sh['images']} with several, {sh['video']} with a video; "
+          f"visual tokens per image {_spread_text(v['visual_tokens_per_image'])}, per sample {_spread_text(v['visual_tokens_per_sample'])}"
+          + (f", per video {_spread_text(v['visual_tokens_per_video'])}" if v["visual_tokens_per_video"] else ""))
     print(f"{r['n_usable']}/{r['n_records']} records usable, {len(r['problems'])} with problems, {len(r['truncated'])} truncated "
-          f"at max_length={r['max_length']}; tokens/sample min {t['min']} median {t['median']} max {t['max']}")
+          f"at max_length={r['max_length']}; tokens/sample {_spread_text(t)}")
     print(f"estimated peak on {r['gpu']} ({r['gpu_gib']} GiB): {m['total_gib']} GiB = weights {m['weights']} + trainable/optimizer "
           f"{m['trainable_and_optimizer']} + activations {m['activations']} + logits {m['logits']} + vision {m['vision']} "
           f"+ overhead {m['cuda_overhead']} -> {'fits' if r['fits'] else 'DOES NOT FIT'}")
@@ -193,21 +233,25 @@ def _print_report(r:dict):
 
 # %% ../nbs/12_preflight.ipynb #e32b5317
 def preflight(cfg:TrainConfig, args=None, opts:PreflightConfig|None=None) -> dict:
-    "Check data, labels and lengths, render samples, and estimate peak GPU memory for `opts.gpu`; returns the report."
+    "Check shapes, data, labels and lengths, count visual tokens, render samples, and estimate peak GPU memory for `opts.gpu`; returns the report."
     from transformers import AutoConfig, TrainingArguments
     check_config(cfg)
     args, opts = args or TrainingArguments(output_dir="trainer_output"), opts or PreflightConfig()
     if opts.gpu not in GPUS: raise ConfigError(f"gpu {opts.gpu!r} is not one of {', '.join(GPUS)}")
-    processor = load_processor(cfg.model_name_or_path)
-    records, rows, bad = _checked_rows(cfg, processor, opts.n_samples)
-    collate = VLMCollator(processor, cfg.max_length)
-    batch = collate(rows[:max(1, opts.show)])
+    processor, config = load_processor(cfg.model_name_or_path), AutoConfig.from_pretrained(cfg.model_name_or_path)
+    applied = apply_visual_settings(processor, cfg)  # as train applies them: TrainConfig is a VisualSettings
+    records = _records(cfg, opts.n_samples)
+    check_shapes(processor, records, config)
+    rows, bad = _checked_rows(cfg, processor, opts.n_samples)
+    collate = VLMCollator(processor, cfg.max_length, settings=cfg)
+    shown = [rows[i] for i in range(min(len(rows), max(1, opts.show)))]
+    batch = collate(shown)
     html_path = Path(opts.html) if opts.html else Path(args.output_dir)/PREFLIGHT_HTML
-    config = AutoConfig.from_pretrained(cfg.model_name_or_path)
-    _show_samples(processor, rows, batch, html_path, config)
+    _show_samples(processor, shown, batch, html_path, config)
     masks_ok = bool(((batch["labels"] != -100).sum(1) > 0).all())
-    report = _report(cfg, args, opts, records, rows, bad, masks_ok, estimate_run(cfg, args, rows, collate))
-    report = {**report, "html": str(html_path), "samples": preflight_samples(processor, rows, batch, config)}
+    visual = {"settings": applied, **visual_report(records, rows, cfg.max_length)}
+    report = _report(cfg, args, opts, records, rows, bad, masks_ok, estimate_run(cfg, args, rows, collate), visual)
+    report = {**report, "html": str(html_path), "samples": preflight_samples(processor, shown, batch, config)}
     write_json(report, Path(args.output_dir)/PREFLIGHT_REPORT)
     _print_report(report)
     return report
