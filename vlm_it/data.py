@@ -561,7 +561,7 @@ class VLMCollator:
         images, videos = [v.get("images", []) for v in visuals], [v["videos"][0] for v in visuals if v.get("videos")]
         if any(images): kw["images"] = images  # one list per sample, empty for samples without images
         if videos: kw["videos"] = videos
-        return dict(self.processor(text=[r["text"] for r in rows], padding=True, return_tensors="pt", **kw,
+        return dict(self.processor(text=[r["text"] for r in rows], padding=True, padding_side="right", return_tensors="pt", **kw,
                                    add_special_tokens=needs_special_tokens(self.processor.tokenizer, rows[0]["text"])))
     def __call__(self, rows:list[dict]) -> dict:
         import torch

@@ -14,25 +14,26 @@ from transformers import Trainer, TrainerCallback, set_seed
 from .core import (GPT, TRAIN_CONFIG_FILE, ConfigError, RecordError, append_jsonl, get_logger, load_records, opt,
     read_json, read_jsonl, save_config, write_json, write_jsonl)
 from .metrics import exact_match
-from .models import METHODS, VisualSettings, describe_model, generate_answers, load_model, load_processor
+from .models import (METHODS, VisualSettings, apply_visual_settings, check_shapes, describe_model, generate_answers, load_model,
+    load_processor)
 from .plots import plot_loss
 from .loss import vlm_loss
 from .data import (PackedRows, PackingCollator, VLMCollator, check_bad, find_rope_index, is_prefix_lm, prepared_dataset,
-    usable_cpus)
+    report_fit, usable_cpus)
 
 log = get_logger("train")
 
 # %% auto #0
 __all__ = ['log', 'LOSSES', 'LOG_FILE', 'LOSS_PLOT', 'ARGS_FILE', 'SUMMARY_FILE', 'TrainConfig', 'check_config', 'load_rows',
            'JsonlLogger', 'trim_log', 'mean_exact_match', 'eval_items', 'GenerationScorer', 'use_checkpointing',
-           'dataloader_workers', 'trainer_args', 'VLMTrainer', 'check_packing', 'train']
+           'dataloader_workers', 'trainer_args', 'VLMTrainer', 'shape_records', 'check_packing', 'train']
 
 # %% ../nbs/03_train.ipynb #ca4663be
 LOSSES = ("chunked", "full")
 
 @dataclass
 class TrainConfig(VisualSettings):
-    "Options of `vlm-it train` besides transformers' `TrainingArguments`."
+    "Options of `vlm-it train` besides transformers' `TrainingArguments` (with `VisualSettings`' image and video options)."
     model_name_or_path: str = opt(None, "base model: a Hugging Face id or a local directory (AutoModelForImageTextToText)")
     input: str = opt(None, "training records: LLaVA annotations.json, JSONL, or the HF messages format")
     image_root: str = opt(None, "folder the records' image paths are relative to (the preprocess output dir); default: the input file's folder")
@@ -50,6 +51,8 @@ class TrainConfig(VisualSettings):
                              "third more compute): auto (on for qlora, off for lora and full), on or off; TrainingArguments' "
                              "--activation_checkpointing true also turns it on")
     max_length: int = opt(2048, "longest sequence in tokens, image tokens included; longer samples lose their text tail")
+    fit_images: bool = opt(False, "shrink the images (and video frames) of a sample whose visual tokens would end beyond "
+                           "max_length, by 0.75 a step, until they fit; off: such a sample is a bad record")
     skip_bad_samples: bool = opt(False, "skip and count records with a missing image, image tokens cut by max_length or "
                                  "no trained token, instead of stopping before training")
     group_by_length: bool = opt(False, "batch samples of similar length together (less padding); sets train_sampling_strategy")
@@ -86,7 +89,7 @@ def load_rows(cfg:TrainConfig, processor, path:str|None=None, skip_bad:bool|None
     path = path or cfg.input
     root = cfg.image_root or str(Path(path).parent)
     with PartialState().local_main_process_first():  # in train the state is TrainingArguments' own
-        ds, bad = prepared_dataset(path, processor, root, cfg.max_length, cfg.prepared_cache, cfg.num_proc)
+        ds, bad = prepared_dataset(path, processor, root, cfg.max_length, cfg.prepared_cache, cfg.num_proc, cfg, cfg.fit_images)
     check_bad(bad, len(ds) + len(bad), cfg.skip_bad_samples if skip_bad is None else skip_bad)  # outside: no rank left waiting
     if not len(ds): raise RecordError(f"no usable record in {path!r}")
     return ds, bad
@@ -117,7 +120,7 @@ def eval_items(records:list[dict]) -> tuple[list[dict], list[str]]:
     items, refs = [], []
     for r in records:
         last = max(i for i, t in enumerate(r["conversations"]) if t["from"] == GPT)
-        items.append({"id": r["id"], "image": r["image"], "context": r["conversations"][:last]})
+        items.append({"id": r["id"], **{k: r[k] for k in ("image", "video") if k in r}, "context": r["conversations"][:last]})
         refs.append(r["conversations"][last]["value"])
     return items, refs
 
@@ -239,6 +242,11 @@ def _finish(trainer, out:Path, summary:dict, result, seconds:float):
     plot_loss({"train": read_jsonl(out/LOG_FILE)}, out/LOSS_PLOT)
 
 # %% ../nbs/03_train.ipynb #8a550bd6
+def shape_records(ds) -> list[dict]:
+    "`{id, image, video}` of each prepared row: what `check_shapes` reads, without loading the records again."
+    return [{"id": i, **({"image": im} if im else {}), **({"video": v or f} if v or f else {})}
+            for i, im, v, f in zip(ds["id"], ds["images"], ds["video"], ds["video_frames"])]
+
 def check_packing(processor):
     "Raise `ConfigError` when the processor's family cannot be trained packed."
     name = type(processor).__name__
@@ -256,15 +264,18 @@ def train(cfg:TrainConfig, args=None, *, score_fn=None, callbacks:list|None=None
     args = trainer_args(cfg, args)
     resume = _resume_path(args)
     processor = load_processor(cfg.model_name_or_path)
+    apply_visual_settings(processor, cfg)
     if cfg.packing: check_packing(processor)
     train_ds, skipped = load_rows(cfg, processor)
     eval_ds = load_rows(cfg, processor, cfg.eval_data, skip_bad=True)[0] if cfg.eval_data else None
+    check_shapes(processor, shape_records(train_ds), cfg.model_name_or_path)  # before the model: a shape the family cannot take
+    fitted = report_fit(train_ds["scale"], cfg.max_length)
     preload = resume if cfg.method == "full" and not (args.fsdp or args.deepspeed) else None
     set_seed(args.seed)  # LoRA's initial weights: the same whatever ran before (a first run prepares data, a second reads it)
-    model, processor = load_model(cfg, checkpointing, weights=preload)
+    model = load_model(cfg, checkpointing, weights=preload)[0]  # the processor above, with the visual settings, is the one saved
     info, out = _describe(model, cfg), _start_output(cfg, args, resume)
-    if cfg.packing: train_set, collator = PackedRows(train_ds, cfg.max_length), PackingCollator(processor, cfg.max_length, find_rope_index(model))
-    else: train_set, collator = train_ds, VLMCollator(processor, cfg.max_length)
+    if cfg.packing: train_set, collator = PackedRows(train_ds, cfg.max_length), PackingCollator(processor, cfg.max_length, find_rope_index(model), cfg)
+    else: train_set, collator = train_ds, VLMCollator(processor, cfg.max_length, cfg)
     trainer = VLMTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_ds,
                          data_collator=collator, processing_class=processor,
                          callbacks=_callbacks(cfg, processor, out, score_fn, callbacks, args.per_device_eval_batch_size),
@@ -272,6 +283,6 @@ def train(cfg:TrainConfig, args=None, *, score_fn=None, callbacks:list|None=None
     t0 = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
     if eval_ds is not None: trainer.evaluate()
-    _finish(trainer, out, {**info, "method": cfg.method, "n_train": len(train_ds), "skipped": skipped,
+    _finish(trainer, out, {**info, "method": cfg.method, "n_train": len(train_ds), "skipped": skipped, "fit_images": fitted,
                       **({"n_packs": len(train_set)} if cfg.packing else {})}, result, time.time() - t0)
     return out
