@@ -251,7 +251,7 @@ def bench_trl(model_dir, data, cfg, common, steps, tokens, tmp, shapes, image_si
     rows = []
     for r in load_records(data):
         m = to_messages(r)
-        rows.append({"messages": m["messages"], "images": [load_image(Path(data).parent/r["image"])]})
+        rows.append({"messages": m["messages"], "images": [load_image(Path(data).parent/p) for p in m["images"]]})
     ds = Dataset.from_list(rows)
     args = SFTConfig(output_dir=str(tmp/"trl"), max_length=seq_len, gradient_checkpointing=True,
                      gradient_checkpointing_kwargs={"use_reentrant": False}, assistant_only_loss=False, **common)
@@ -261,38 +261,85 @@ def bench_trl(model_dir, data, cfg, common, steps, tokens, tmp, shapes, image_si
                                                 target_modules=target))
     trainer.train()
     t = sum(timer.times[warmup:])
-    return {"mode": "gpu" if cuda else "gpu-path-on-cpu", "model": f"llava-1.5-{shapes}", "trainer": "trl-sft",
-            "image_px": image_size, "seq_len": seq_len, "peak_gib": round(peak.peak_gib, 3) if cuda else "-", "tokens_per_s": round(tokens / t, 1)}
+    return {"mode": "gpu" if cuda else "gpu-path-on-cpu", "model": shapes if "-" in str(shapes) else f"llava-1.5-{shapes}", "trainer": "trl-sft",
+            "image_px": image_size, "seq_len": seq_len, "peak_gib": round(peak.peak_gib, 3) if cuda else "-", "tokens_per_s": round(tokens / t, 1),
+            "steps": len(timer.times)}
 
 
-def bench_lengths(shapes, seq_len: int, n: int = 24, batch: int = 4) -> list[dict]:
-    """Samples of varied length, batch 4, one epoch: this stage without and with length grouping, and TRL's SFTTrainer
-    (which pads each batch to its longest sample); tokens/s over every sample's tokens and every step."""
+def build_qwen(folder: Path, shapes="mid") -> Path:
+    """A random-weight Qwen2.5-VL: for 'mid', a language model of the mid LLaVA's size (1024 wide, 8 layers, a 32k
+    vocabulary) and a 2-block vision tower of the real geometry (14-pixel patches, 2 x 2 merge), its processor fixed at
+    448 x 448 pixels, so an image is 256 tokens; 'tiny' is 64 wide. The tokenizer is the tiny family's (ids below 512)."""
+    import torch
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+    from vlm_it.families import _qwen_tokenizer, _qwen_ids, _text, chatml_template, QWEN_IMAGE, QWEN_VIDEO
+    tok = _qwen_tokenizer()
+    h, layers, mlp, kv, heads = {"mid": (1024, 8, 2752, 16, 16), "tiny": (64, 2, 128, 2, 4)}[shapes]
+    half = h // heads // 2  # mRoPE splits half the head dimension into time, height and width
+    text = {**_text(tok), "vocab_size": 32064, "hidden_size": h, "intermediate_size": mlp, "num_hidden_layers": layers,
+            "num_attention_heads": heads, "num_key_value_heads": kv, "head_dim": h // heads,
+            "rope_scaling": {"type": "mrope", "mrope_section": [half // 4, 3 * half // 8, half - half // 4 - 3 * half // 8]}}
+    vision = dict(depth=2, hidden_size=256 if shapes == "mid" else 32, intermediate_size=1024 if shapes == "mid" else 64, num_heads=4,
+                  out_hidden_size=h, patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112, fullatt_block_indexes=[1])
+    px = 448 * 448
+    ip = Qwen2VLImageProcessor(patch_size=14, merge_size=2, temporal_patch_size=2, size={"shortest_edge": px, "longest_edge": px})
+    proc = Qwen2_5_VLProcessor(image_processor=ip, tokenizer=tok, video_processor=Qwen2VLVideoProcessor(),
+                               chat_template=chatml_template(QWEN_IMAGE, QWEN_VIDEO))
+    torch.manual_seed(0)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.device(dev):
+        model = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(text_config=text, vision_config=vision, **_qwen_ids(tok)))
+        model = model.to(torch.bfloat16 if dev == "cuda" else torch.float32)
+    model.save_pretrained(folder); proc.save_pretrained(folder)
+    return folder
+
+
+def mixed_data(folder: Path, n: int, image_size: int, answer_words: list, image_every: int) -> Path:
+    "`long_data`'s records, but only every `image_every`-th one with an image: the others are text-only (the text-heavy mix)."
+    from vlm_it.core import load_records, save_records, make_record, turns
+    recs = load_records(long_data(folder, n, image_size, answer_words))
+    out = [r if i % image_every == 0 else make_record(r["id"], None, turns("Write about the topic in detail.", r["conversations"][1]["value"], images=0))
+           for i, r in enumerate(recs)]
+    return save_records(out, folder/"annotations.json")
+
+
+def bench_lengths(shapes, seq_len: int, n: int = 24, batch: int = 4, model: str = "llava", mix: str = "image") -> list[dict]:
+    """Samples of varied length, batch 4, one epoch: this stage without and with length grouping, with packing, and TRL's
+    SFTTrainer (which pads each batch to its longest sample); tokens/s over every sample's tokens and every step.
+    `mix`: 'image' (every sample has an image) or 'text' (three in four are text-only)."""
     import numpy as np, torch
     from transformers import AutoProcessor, TrainingArguments
     from vlm_it.train import TrainConfig, train, load_rows
     cuda, tmp, out = torch.cuda.is_available(), Path(tempfile.mkdtemp()), []
-    model_dir = build_llava(tmp/"llava", shapes)
+    model_dir = build_llava(tmp/"llava", shapes) if model == "llava" else build_qwen(tmp/"qwen", shapes)
     words = np.random.default_rng(1).integers(32, int(seq_len * 0.7), n).tolist()
-    data = long_data(tmp/"data", n=n, image_size=336, answer_words=words)
+    data = long_data(tmp/"data", n=n, image_size=336, answer_words=words) if mix == "image" else \
+           mixed_data(tmp/"data", n=n, image_size=336, answer_words=words, image_every=4)
     common = dict(num_train_epochs=1, per_device_train_batch_size=batch, learning_rate=1e-4, logging_steps=1000,
                   save_strategy="no", report_to="none", disable_tqdm=True, dataloader_num_workers=2 if cuda else 0,
                   bf16=cuda and torch.cuda.is_bf16_supported(), fp16=cuda and not torch.cuda.is_bf16_supported(),
                   use_cpu=not cuda, seed=0)
-    row = {"mode": "lengths-gpu" if cuda else "lengths-cpu", "model": f"llava-1.5-{shapes}", "batch": batch, "samples": n}
+    name = f"llava-1.5-{shapes}" if model == "llava" else f"qwen2.5-vl-{shapes}"
+    row = {"mode": "lengths-gpu" if cuda else "lengths-cpu", "model": name, "mix": mix, "batch": batch, "samples": n}
     for variant in ("", "group_by_length", "packing"):  # packing: per_device_train_batch_size counts packs, so batch 1
         cfg = TrainConfig(model_name_or_path=str(model_dir), input=str(data), method="qlora", max_length=seq_len,
-                          kbit_upcast=False, group_by_length=variant == "group_by_length", packing=variant == "packing")
+                          kbit_upcast=False, group_by_length=variant == "group_by_length", packing=variant == "packing",
+                          prepared_cache="off")
         ds, _ = load_rows(cfg, AutoProcessor.from_pretrained(model_dir))
         tokens, timer = sum(ds["length"]), StepTimer()
         kw = {**common, "per_device_train_batch_size": 1} if variant == "packing" else common
         train(cfg, TrainingArguments(output_dir=str(tmp/f"ours-{variant or 'plain'}"), **kw), callbacks=[timer])
         out.append({**row, "trainer": f"vlm-it {variant}".strip(), "tokens": tokens, "steps": len(timer.times),
                     "seconds": round(sum(timer.times), 1), "tokens_per_s": round(tokens / sum(timer.times), 1)})
+        print(out[-1], flush=True)
     cfg.group_by_length = cfg.packing = False
-    trl = bench_trl(model_dir, data, cfg, common, None, tokens, tmp, shapes, 336, seq_len, warmup=0)
-    out.append({**row, "trainer": "trl-sft", "tokens": tokens, "tokens_per_s": trl["tokens_per_s"],
-                "seconds": round(tokens / trl["tokens_per_s"], 1)})
+    try:
+        trl = bench_trl(model_dir, data, cfg, common, None, tokens, tmp, name, 336, seq_len, warmup=0)
+        out.append({**row, "trainer": "trl-sft", "tokens": tokens, "steps": trl["steps"], "tokens_per_s": trl["tokens_per_s"],
+                    "seconds": round(tokens / trl["tokens_per_s"], 1)})
+    except Exception as e:  # report, do not hide
+        out.append({**row, "trainer": "trl-sft", "error": f"{type(e).__name__}: {str(e)[:200]}"})
+    print(out[-1], flush=True)
     return out
 
 
@@ -381,6 +428,9 @@ def main(argv=None):
     p.add_argument("--seq_len", type=int, default=1024)
     p.add_argument("--records", type=int, default=50_000, help="prepare mode: how many records")
     p.add_argument("--skip_trl", action="store_true")
+    p.add_argument("--model", choices=["llava", "qwen2_5_vl"], default="llava", help="lengths mode: LLaVA-1.5 or Qwen2.5-VL shapes")
+    p.add_argument("--mix", choices=["image", "text"], default="image", help="lengths mode: every sample with an image, or three in four text-only")
+    p.add_argument("--samples", type=int, default=24, help="lengths mode: how many samples")
     p.add_argument("--bf16", action="store_true", help="memory mode on CPU: train with bf16 autocast and a bf16 compute dtype, as a GPU run does")
     a = p.parse_args(argv)
     import torch
@@ -389,7 +439,7 @@ def main(argv=None):
     if a.mode in ("memory", "all"): rows += bench_memory(a.seq_len, a.bf16)
     if a.mode == "prepare": rows += bench_prepare(a.records)
     if a.mode == "lengths":
-        if torch.cuda.is_available() or a.shapes != "7b": rows += bench_lengths(a.shapes, a.seq_len)
+        if torch.cuda.is_available() or a.shapes != "7b": rows += bench_lengths(a.shapes, a.seq_len, n=a.samples, model=a.model, mix=a.mix)
         else: print("lengths mode with 7B shapes needs CUDA (use --shapes mid on CPU).")
     if a.mode == "loss": rows += bench_loss(a.seq_len, a.steps)
     if a.mode in ("gpu", "all"):
@@ -400,7 +450,8 @@ def main(argv=None):
     print(f"device: {device}")
     if not rows: return
     print(_table(rows))
-    path = Path(str(RESULTS).format(mode=a.mode + ("-bf16" if a.bf16 else "")))
+    tag = f"-{a.model}-{a.mix}-{a.shapes}" if a.mode == "lengths" else ""
+    path = Path(str(RESULTS).format(mode=a.mode + tag + ("-bf16" if a.bf16 else "")))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"device": device, "torch": torch.__version__, "rows": rows}, indent=2)); os.replace(tmp, path)

@@ -395,10 +395,10 @@ def load_items(cfg:EvalConfig) -> tuple[list[dict], list[dict], Path]:
     return records, items, image_root
 
 # %% ../nbs/04_evaluate.ipynb #00d1c850
-def check_models(specs:list[tuple], records:list[dict]):
+def check_models(cfg:EvalConfig, specs:list[tuple], records:list[dict]):
     "Refuse, before any model loads, a model whose family cannot take a shape of `records` (`check_shapes` on its processor and config)."
     for name, model, adapter in specs:
-        try: check_shapes(load_processor(model, adapter), records, model)
+        try: check_shapes(load_processor(model, adapter), records, model, visual_settings(cfg, adapter or cfg.adapter)[0])
         except ConfigError as e: raise ConfigError(f"model {name!r}: {e}") from None
 
 def generate_all(cfg:EvalConfig, specs:list[tuple], items:list[dict], image_root) -> tuple[dict[str, list[str]], dict[str, dict]]:
@@ -406,7 +406,7 @@ def generate_all(cfg:EvalConfig, specs:list[tuple], items:list[dict], image_root
     preds, used = {}, {}
     for name, model, adapter in specs:
         log.info("generating with %s (%s%s)", name, model, f" + {adapter}" if adapter else "")
-        settings, source = visual_settings(cfg, adapter)
+        settings, source = visual_settings(cfg, adapter or cfg.adapter)  # a model compared without an adapter sees what the evaluated one does
         m, proc = load_vlm(model, adapter, cfg.device, cfg.dtype, cfg.qlora_base)
         applied = apply_visual_settings(proc, settings)
         used[name] = {"settings": config_to_dict(settings), "source": source, "applied": applied}
@@ -493,7 +493,7 @@ def evaluate_model(cfg:EvalConfig) -> dict:
     _check_config(cfg)
     specs = model_specs(cfg)
     records, items, image_root = load_items(cfg)
-    check_models(specs, records)
+    check_models(cfg, specs, records)
     if cfg.caption_tokenizer == "ptb" and any(it["kind"] != "vqa" for it in items): meteor_scorer()   # the JVM loads while models generate
     out = Path(cfg.output); out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "eval_config.yaml")

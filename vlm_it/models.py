@@ -370,6 +370,9 @@ class VisualSettings:
                                 "tokens per pair of frames on Qwen2.5-VL)")
     video_fps: float = opt(2.0, "video frames sampled per second of video, by timestamp")
     video_max_frames: int = opt(32, "most frames of one video: longer videos are thinned evenly (first and last kept)")
+    allow_several_images: bool = opt(False, "take samples with several images on a family trained on one per sample (LLaVA-1.5, "
+                                     "LLaVA-NeXT, Mllama), whose processor and model accept them but never learnt them; off: "
+                                     "such samples are refused before training or evaluation")
 
 # %% ../nbs/09_models.ipynb #c31630e3
 def _keys(s) -> dict:
@@ -573,7 +576,7 @@ def visual_support(processor, config=None) -> set[str]:
 
 # %% ../nbs/09_models.ipynb #207de614
 _ADVICE = {"images": ("takes one image per sample", "have several images",
-                      "drop them, or use a multi-image family such as LLaVA-OneVision, Qwen2.5-VL or Idefics3"),
+                      "drop them, set allow_several_images, or use a multi-image family such as LLaVA-OneVision, Qwen2.5-VL or Idefics3"),
            "video": ("takes no video", "have a video", "drop them, or use a video family such as Qwen2.5-VL, LLaVA-OneVision or SmolVLM2"),
            "text": ("takes no text-only samples", "are text-only",
                     "give each an image, drop them, or use a family that takes text-only samples such as Qwen2.5-VL or Idefics3"),
@@ -585,10 +588,11 @@ def _family_name(processor, cfg) -> str:
     return f"{cfg.model_type} ({arch})"
 
 # %% ../nbs/09_models.ipynb #d3b4aa98
-def check_shapes(processor, records:list[dict], config=None) -> None:
+def check_shapes(processor, records:list[dict], config=None, settings:VisualSettings|None=None) -> None:
     "`ConfigError` naming each shape of `records` the family cannot take: how many records, the first id, what to do."
     cfg = _as_config(config)
     support, by_shape = visual_support(processor, cfg), {}
+    if settings is not None and settings.allow_several_images and "image" in support: support.add("images")
     for r in records: by_shape.setdefault(record_shape(r), []).append(r["id"])
     bad = [s for s in ("images", "video", "text", "image") if s in by_shape and s not in support]
     if not bad: return

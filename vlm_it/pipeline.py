@@ -15,7 +15,7 @@ from .core import (opt, load_config, read_yaml, read_jsonl, write_json, write_js
 
 # %% auto #0
 __all__ = ['SYNTH_COLOURS', 'SYNTH_SHAPES', 'SHORT_ANSWER', 'STAGES', 'HEADLINE', 'DEMO_SETTINGS', 'SMALL', 'synthetic_image',
-           'make_synthetic_sample', 'synthetic_records', 'PipelineConfig', 'stage_config', 'run_layout',
+           'synthetic_records', 'make_synthetic_sample', 'PipelineConfig', 'stage_config', 'run_layout',
            'preprocess_stage', 'autolabel_stage', 'labels_for', 'filter_stage', 'pretrain_stage', 'train_stage',
            'evaluate_stage', 'run_pipeline', 'headline', 'DemoConfig', 'demo_settings', 'demo', 'format_summary']
 
@@ -48,25 +48,6 @@ def synthetic_image(rng, size:int=128):
     _draw_shape(ImageDraw.Draw(img), shape, (x0, y0, x0 + w, y0 + w), SYNTH_COLOURS[colour])
     where = f"on the {side}" if level == "middle" else f"in the {level} {side}"
     return img, f"A {colour} {shape} {where}.", [{"category": shape, "bbox": [x0, y0, w, w]}]
-
-# %% ../nbs/17_pipeline.ipynb #bcc2537c
-def make_synthetic_sample(out_dir:str|Path, n_train:int=800, n_test:int=60, size:int=128, seed:int=0, records_share:float=0.1) -> Path:
-    "Write a deterministic sample in the imagefolder layout, `out_dir/{train,test}/` with `metadata.jsonl`, plus `records.json`:"
-    "two-image and text-only records, `records_share` of the image count each."
-    import random
-    from vlm_it.core import save_records
-    out_dir, rng = Path(out_dir), random.Random(seed)
-    for split, n in [("train", n_train), ("test", n_test)]:
-        rows = []
-        for i in progress(range(n), desc=f"synthetic {split}"):
-            img, caption, objects = synthetic_image(rng, size)
-            name = f"{split}_{i:05d}.png"
-            with atomic_write(out_dir/split/name, "wb") as f: img.save(f, format="PNG")
-            rows.append({"file_name": name, "text": caption, "objects": objects})
-        write_jsonl(rows, out_dir/split/METADATA_FILE)
-        k = round(n * records_share)
-        save_records(synthetic_records(rows, k, k, seed=rng.randint(0, 2**31)), out_dir/split/RECORDS_FILE)
-    return out_dir
 
 # %% ../nbs/17_pipeline.ipynb #7aa6f0e5
 SHORT_ANSWER = "Answer the question using a single word or phrase."  # LLaVA-1.5's short-answer prompt, as the labeler writes it
@@ -104,6 +85,25 @@ def synthetic_records(rows:list[dict], n_pairs:int, n_text:int, seed:int=0) -> l
         q, ans = _text_only_facts(rng)
         recs.append(make_record(f"text-{i:04d}", None, turns(f"{q}\n{SHORT_ANSWER}", ans, images=0), task="text", answer_type="choice"))
     return recs
+
+# %% ../nbs/17_pipeline.ipynb #bcc2537c
+def make_synthetic_sample(out_dir:str|Path, n_train:int=800, n_test:int=60, size:int=128, seed:int=0, records_share:float=0.1) -> Path:
+    "Write a deterministic sample in the imagefolder layout, `out_dir/{train,test}/` with `metadata.jsonl`, plus `records.json`:"
+    "two-image and text-only records, `records_share` of the image count each."
+    import random
+    from vlm_it.core import save_records
+    out_dir, rng = Path(out_dir), random.Random(seed)
+    for split, n in [("train", n_train), ("test", n_test)]:
+        rows = []
+        for i in progress(range(n), desc=f"synthetic {split}"):
+            img, caption, objects = synthetic_image(rng, size)
+            name = f"{split}_{i:05d}.png"
+            with atomic_write(out_dir/split/name, "wb") as f: img.save(f, format="PNG")
+            rows.append({"file_name": name, "text": caption, "objects": objects})
+        write_jsonl(rows, out_dir/split/METADATA_FILE)
+        k = round(n * records_share)
+        save_records(synthetic_records(rows, k, k, seed=rng.randint(0, 2**31)), out_dir/split/RECORDS_FILE)
+    return out_dir
 
 # %% ../nbs/17_pipeline.ipynb #15bfbd6a
 STAGES = ("preprocess", "autolabel", "filter", "pretrain", "train", "evaluate")
@@ -262,7 +262,7 @@ DEMO_SETTINGS = {
     "autolabel": {"backend": "template", "tasks": "vqa,detailed_description", "negatives": 0},
     "filter": {"dedup_scope": "image"},
     "pretrain": {"method": "full", "max_length": 256, "learning_rate": 0.001, "max_steps": 1500, **_TRAIN_ARGS},
-    "train": {"method": "qlora", "max_length": 256, "lora_r": 32, "lora_alpha": 64, "lora_dropout": 0.0,
+    "train": {"method": "qlora", "max_length": 256, "lora_r": 32, "lora_alpha": 64, "lora_dropout": 0.0, "allow_several_images": True,
               "lora_target_modules": _LORA_TARGETS, "learning_rate": 0.004, "max_steps": 800, **_TRAIN_ARGS, "max_grad_norm": 0.0},
     "evaluate": {"batch_size": 32, "max_new_tokens": 48, "n_bootstrap": 500, "gallery_size": 4},
 }

@@ -241,7 +241,7 @@ def preflight(cfg:TrainConfig, args=None, opts:PreflightConfig|None=None) -> dic
     processor, config = load_processor(cfg.model_name_or_path), AutoConfig.from_pretrained(cfg.model_name_or_path)
     applied = apply_visual_settings(processor, cfg)  # as train applies them: TrainConfig is a VisualSettings
     records = _records(cfg, opts.n_samples)
-    check_shapes(processor, records, config)
+    check_shapes(processor, records, config, cfg)
     rows, bad = _checked_rows(cfg, processor, opts.n_samples)
     collate = VLMCollator(processor, cfg.max_length, settings=cfg)
     shown = [rows[i] for i in range(min(len(rows), max(1, opts.show)))]

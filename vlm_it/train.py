@@ -180,6 +180,8 @@ def trainer_args(cfg:TrainConfig, args=None):
     from transformers import TrainingArguments
     args = args or TrainingArguments(output_dir="trainer_output")
     extra = {"train_sampling_strategy": "group_by_length"} if cfg.group_by_length else {}
+    import torch
+    if not torch.cuda.is_available(): extra["dataloader_pin_memory"] = False  # nothing to pin for; torch warns every epoch
     return dataclasses.replace(args, remove_unused_columns=False, label_names=["labels"], activation_checkpointing=False,
                                gradient_checkpointing=False, dataloader_num_workers=dataloader_workers(cfg, args), **extra)
 
@@ -268,7 +270,7 @@ def train(cfg:TrainConfig, args=None, *, score_fn=None, callbacks:list|None=None
     if cfg.packing: check_packing(processor)
     train_ds, skipped = load_rows(cfg, processor)
     eval_ds = load_rows(cfg, processor, cfg.eval_data, skip_bad=True)[0] if cfg.eval_data else None
-    check_shapes(processor, shape_records(train_ds), cfg.model_name_or_path)  # before the model: a shape the family cannot take
+    check_shapes(processor, shape_records(train_ds), cfg.model_name_or_path, cfg)  # before the model: a shape the family cannot take
     fitted = report_fit(train_ds["scale"], cfg.max_length)
     preload = resume if cfg.method == "full" and not (args.fsdp or args.deepspeed) else None
     set_seed(args.seed)  # LoRA's initial weights: the same whatever ran before (a first run prepares data, a second reads it)
