@@ -6,12 +6,12 @@ Docs: https://vlm-it.github.io/vlm-it/data.html.md"""
 
 # %% ../nbs/10_data.ipynb #b12a2035
 from __future__ import annotations
-import html, inspect, math, os, re
+import html, inspect, os, re
 from dataclasses import fields
 from pathlib import Path
 
-from .core import RecordError, get_logger, progress, record_images, record_shape, record_video, resolve_image, to_messages
-from .models import VisualSettings, image_knob, load_visuals, needs_special_tokens
+from .core import RecordError, get_logger, progress, record_images, record_video, resolve_image, to_messages
+from .models import VisualSettings, fit_pixels, image_knob, load_visuals, needs_special_tokens, upright_size
 
 log = get_logger("data")
 
@@ -130,8 +130,8 @@ def visual_end(visual_at:list[int], visual_tokens:list[int]) -> int:
 
 # %% ../nbs/10_data.ipynb #779bf96e
 def _image_size(path:Path) -> tuple[int, int]:
-    from PIL import Image
-    with Image.open(path) as im: return im.size  # reads the header only
+    "The upright size from the header, as `load_visuals` will open the image (EXIF rotation applied)."
+    return upright_size(path)
 
 # %% ../nbs/10_data.ipynb #e33cc4fd
 def _blank(size:tuple[int, int]):
@@ -165,10 +165,8 @@ class _VisualTokens:
 # %% ../nbs/10_data.ipynb #4a86f506
 def _seen_size(size:tuple[int, int], processor, settings:VisualSettings) -> tuple[int, int]:
     "The size `load_visuals` gives an image of `size`: scaled down to `image_max_pixels` where the processor has no pixel limit of its own."
-    w, h, cap = *size, settings.image_max_pixels
-    if image_knob(getattr(processor, "image_processor", None)) not in ("anyres", "none") or not cap or w * h <= cap: return tuple(size)
-    s = math.sqrt(cap / (w * h))
-    return max(1, int(w * s)), max(1, int(h * s))  # as load_visuals' own downscale rounds
+    if image_knob(getattr(processor, "image_processor", None)) not in ("anyres", "none"): return tuple(size)
+    return fit_pixels(*size, settings.image_max_pixels)  # as load_visuals downscales
 
 def _record_files(rec:dict, image_root:str|Path, processor, settings:VisualSettings) -> tuple[list[str], list[tuple[int, int]]]:
     "The image files of `rec` (absolute) and the sizes the processor will see; `RecordError` if one is missing or unreadable."

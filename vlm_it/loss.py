@@ -202,6 +202,7 @@ def _check_probe(theirs, raw, post:dict, name:str):
 # %% ../nbs/21_loss.ipynb #fd2410a2
 def vlm_loss(model, inputs:dict, num_items=None, chunk_size:int=256, use_liger:bool|None=None):
     "The causal-LM training loss of a HF VLM (PEFT-wrapped or not) on `inputs` (with `labels`), the logits never materialised at once."
+    import torch
     from transformers.loss.loss_utils import ForCausalLMLoss
     labels, shift_labels = inputs.get("labels"), inputs.get("shift_labels")
     if labels is None and shift_labels is None: raise ValueError("vlm_loss needs `labels` (or `shift_labels`) in the batch")
@@ -218,8 +219,11 @@ def vlm_loss(model, inputs:dict, num_items=None, chunk_size:int=256, use_liger:b
         out = model(**{k: v for k, v in inputs.items() if k not in ("labels", "shift_labels", "num_items_in_batch")})
     if "hidden" not in got: raise NotImplementedError(f"model type {name!r}: its forward never called its output embedding")
     _check_probe(getattr(out, "logits", None), got["probe"], post, name)
-    return chunked_cross_entropy(got["hidden"], head, shift_labels if shift_labels is not None else labels, chunk_size, num_items,
+    loss = chunked_cross_entropy(got["hidden"], head, shift_labels if shift_labels is not None else labels, chunk_size, num_items,
                                  shift=shift_labels is None, use_liger=use_liger, **post)
+    # the forward's outputs join the loss at weight 0: DDP looks for unused parameters from the outputs, and would
+    # otherwise wait for gradients of what only the outputs (not the chunks) reach
+    return loss + sum(t.float().sum() for t in out.values() if torch.is_tensor(t) and t.requires_grad) * 0.0
 
 # %% ../nbs/21_loss.ipynb #32b5e2c0
 def peak_memory(fn) -> tuple[int, object]:

@@ -10,7 +10,7 @@ import os, re
 from functools import lru_cache
 from pathlib import Path
 
-from .core import (TRAIN_CONFIG_FILE, ConfigError, adapter_base, load_image, progress, record_images, record_shape, resolve_image,
+from .core import (TRAIN_CONFIG_FILE, ConfigError, adapter_base, progress, record_images, record_shape, resolve_image,
     to_messages, torch_dtype)
 
 # %% auto #0
@@ -19,7 +19,7 @@ __all__ = ['METHODS', 'QLORA_BASES', 'SINGLE_IMAGE', 'VIDEO_MODELS', 'auto_model
            'load_model', 'describe_model', 'pick_device', 'is_adapter_dir', 'adapter_method', 'base_weights',
            'load_vlm', 'needs_special_tokens', 'processor_inputs', 'generate_answers', 'load_clip', 'clip_scores',
            'VisualSettings', 'image_knob', 'apply_visual_settings', 'fit_pixels', 'video_metadata', 'load_visuals',
-           'visual_sizes', 'visual_support', 'check_shapes']
+           'upright_size', 'visual_sizes', 'visual_support', 'check_shapes']
 
 # %% ../nbs/09_models.ipynb #60dbc074
 def auto_model_class(config):
@@ -352,7 +352,7 @@ def clip_scores(images:list, texts:list[str], model_name:str, batch_size:int=32)
 import inspect, math, sys
 from dataclasses import dataclass
 
-from .core import RecordError, opt, record_images, record_shape, record_video
+from .core import RecordError, opt, record_video
 from PIL import Image
 
 from .images import BadImage, load_video, open_image
@@ -515,7 +515,7 @@ def load_visuals(rec:dict, image_root, settings:VisualSettings|None=None, proces
     return out
 
 # %% ../nbs/09_models.ipynb #71354341
-def _upright_size(path) -> tuple[int, int]:
+def upright_size(path) -> tuple[int, int]:
     "An image's upright size from its header (EXIF orientations 5-8 swap width and height)."
     with Image.open(path) as im:
         w, h = im.size
@@ -525,7 +525,7 @@ def visual_sizes(rec:dict, image_root, settings:VisualSettings|None=None, proces
     "`{'images': [(w, h)], 'videos': [(frames, (w, h))]}` that `load_visuals` would give `rec` (keys only when non-empty), images read to their header."
     s, rid, out = settings or VisualSettings(), rec.get("id"), {}
     if paths := record_images(rec):
-        try: sizes = [_upright_size(resolve_image(image_root, p, check_exists=True, rid=rid)) for p in paths]
+        try: sizes = [upright_size(resolve_image(image_root, p, check_exists=True, rid=rid)) for p in paths]
         except (OSError, SyntaxError, ValueError) as e:
             if isinstance(e, RecordError): raise
             raise RecordError(f"record {rid!r}: an image cannot be read ({e})") from None
