@@ -129,14 +129,14 @@ def _cpu_repack_off(model):
     return model
 
 # %% ../nbs/09_models.ipynb #36281eec
-def load_pretrained(source, dtype="auto", four_bit:bool=False, dequantize:bool=False, device:str|None=None):
+def load_pretrained(source, dtype="auto", four_bit:bool=False, dequantize:bool=False, device:str|None=None, attn_implementation:str|None=None):
     "The model at `source` under its Auto class: as saved, in 4-bit NF4 (`four_bit`), or 4-bit then dequantised to `dtype` (`dequantize`)."
     from transformers import AutoConfig
     config = AutoConfig.from_pretrained(source)
-    kw, quantize = {}, four_bit or dequantize
+    kw, quantize = {"attn_implementation": attn_implementation} if attn_implementation else {}, four_bit or dequantize
     if quantize:
         dtype = torch_dtype() if dtype == "auto" else dtype
-        kw = {"quantization_config": quantization_config(config, dtype), **_placement(device, True)}
+        kw = {**kw, "quantization_config": quantization_config(config, dtype), **_placement(device, True)}
     model = auto_model_class(config).from_pretrained(source, dtype=dtype, **kw)
     if dequantize: model.dequantize(); model = model.to(dtype)
     elif quantize: _cpu_repack_off(model)
@@ -190,7 +190,7 @@ def load_model(cfg, checkpointing:bool|None=None, weights:str|None=None):
     qlora = cfg.method == "qlora"
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if qlora and torch.cuda.is_available() else None
     model = load_pretrained(weights or cfg.model_name_or_path, torch.float32 if cfg.method == "full" else torch_dtype(cfg.dtype),
-                            four_bit=qlora, device=device)
+                            four_bit=qlora, device=device, attn_implementation=getattr(cfg, "attn_implementation", None))
     processor = load_processor(cfg.model_name_or_path)
     checkpointing = qlora if checkpointing is None else checkpointing
     if cfg.method == "full":

@@ -58,6 +58,9 @@ class TrainConfig(VisualSettings):
     group_by_length: bool = opt(False, "batch samples of similar length together (less padding); sets train_sampling_strategy")
     packing: bool = opt(False, "pack several samples end to end into rows of at most max_length tokens, without padding, the "
                         "attention kept inside each sample; per_device_train_batch_size then counts packs")
+    attn_implementation: str = opt(None, "attention kernel: the model's default (sdpa), eager, flash_attention_2 (a GPU with "
+                                   "flash-attn: with packing its variable-length kernel keeps each sample apart, no mask built), "
+                                   "or a hub kernel such as kernels-community/flash-attn")
     prepared_cache: str = opt(None, "folder of the checked and tokenised rows, one subfolder per fingerprint of the data file, "
                               "image root, processor and max_length; default $VLM_IT_CACHE/prepared or ~/.cache/vlm-it/prepared; "
                               "off: prepare them in memory on every run")
