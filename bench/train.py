@@ -7,13 +7,14 @@ Memory mode (CPU or GPU): LLaVA-shaped models of a few widths and depths with ra
 ~1,000-token samples per method; the measured peak of tensor memory (`vlm_it.preflight.PeakMemory`) against the preflight
 estimate (`estimate_run`, without the CUDA context). `--bf16` trains with bf16 autocast on CPU, as a GPU run does.
 
-GPU mode (runs only when CUDA is available, otherwise it prints that it was skipped): a LLaVA-1.5-7B-shaped model
-(CLIP ViT-L/336 + Vicuna-7B: 576 image tokens per 336 px image) with random weights (memory and speed do not depend on the weights), QLoRA, 1024 tokens per sample at a stated image
-resolution, batch 1, activation checkpointing: peak GPU memory and tokens/s of `vlm_it.train.train`, then TRL's
-SFTTrainer on the same model, data and LoRA settings in the same process. (Qwen2.5-VL-7B shapes are in
-`vlm_it.tiny.qwen25_vl_7b_config` for the preflight estimate; its processor needs torchvision, which the offline build
-machine lacks.) `--shapes tiny` runs the GPU-mode code path with a tiny LLaVA config (works on CPU) to check the harness
-itself; `--shapes mid` (LLaVA with a 1024-wide, 8-layer language model, 170M parameters) makes the same comparison on CPU.
+GPU mode (runs only when CUDA is available, otherwise it prints that it was skipped): a 7B-shaped model with random
+weights (memory and speed do not depend on the weights), QLoRA, 1024 tokens per sample at a stated image resolution,
+batch 1, activation checkpointing: peak GPU memory (allocated and reserved) and tokens/s of `vlm_it.train.train`, the
+preflight estimate beside it, then TRL's SFTTrainer on the same model, data and LoRA settings in the same process.
+`--model llava`: LLaVA-1.5-7B (CLIP ViT-L/336 + Vicuna-7B: 576 image tokens per 336 px image); `--model qwen2_5_vl`:
+Qwen2.5-VL-7B (`vlm_it.tiny.qwen25_vl_7b_config`, its 152k vocabulary; the processor fixed at 448 x 448 px, 256 image
+tokens). `--shapes tiny` runs the GPU-mode code path with a tiny config (works on CPU) to check the harness itself;
+`--shapes mid` (a 1024-wide, 8-layer language model, 170M parameters) makes the same comparison on CPU.
 
 Lengths mode (`--mode lengths`, CPU with `--shapes mid` or GPU): 24 samples of varied length, batch 4, one epoch:
 tokens/s of this stage without and with `group_by_length`, and of TRL's SFTTrainer, which pads each batch to its
@@ -56,13 +57,15 @@ from transformers import TrainerCallback
 
 
 class StepTimer(TrainerCallback):
-    "Trainer callback recording wall time per optimizer step (synchronising CUDA)."
-    def __init__(self): self.times, self._t = [], None
+    "Trainer callback recording wall time per optimizer step (synchronising CUDA) and the logged losses."
+    def __init__(self): self.times, self.losses, self._t = [], [], None
     def _sync(self):
         import torch
         if torch.cuda.is_available(): torch.cuda.synchronize()
     def on_step_begin(self, *a, **k): self._sync(); self._t = time.perf_counter()
     def on_step_end(self, *a, **k): self._sync(); self.times.append(time.perf_counter() - self._t)
+    def on_log(self, args, state, control, logs=None, **k):
+        if logs and "loss" in logs: self.losses.append(round(float(logs["loss"]), 3))
 
 
 def bench_cpu(steps: int) -> list[dict]:
@@ -197,7 +200,7 @@ def bench_memory(seq_len: int, bf16: bool = False) -> list[dict]:
     return out
 
 
-def bench_gpu(shapes: str, steps: int, image_size: int, seq_len: int, skip_trl: bool) -> list[dict]:
+def bench_gpu(shapes: str, steps: int, image_size: int, seq_len: int, skip_trl: bool, model: str = "llava") -> list[dict]:
     import torch
     from transformers import AutoProcessor, TrainingArguments
     from vlm_it.train import TrainConfig, train, load_rows
@@ -205,7 +208,10 @@ def bench_gpu(shapes: str, steps: int, image_size: int, seq_len: int, skip_trl: 
     from vlm_it.preflight import PeakMemory, estimate_run
     cuda = torch.cuda.is_available()
     tmp = Path(tempfile.mkdtemp())
-    model_dir = build_llava(tmp/"llava", shapes)
+    t0 = time.perf_counter()
+    model_dir = build_llava(tmp/"llava", shapes) if model == "llava" else build_qwen(tmp/"qwen", shapes)
+    print(f"built and saved the random-weight model in {time.perf_counter() - t0:.0f} s", flush=True)
+    name = f"llava-1.5-{shapes}" if model == "llava" else f"qwen2.5-vl-{shapes}"
     data = long_data(tmp/"data", n=steps + 4, image_size=image_size, answer_words=seq_len)
     cfg = TrainConfig(model_name_or_path=str(model_dir), input=str(data), method="qlora", max_length=seq_len,
                       kbit_upcast=False)
@@ -220,17 +226,24 @@ def bench_gpu(shapes: str, steps: int, image_size: int, seq_len: int, skip_trl: 
                        act_bytes=2 if cuda else 4)  # CPU computes in fp32
     out = []
     timer, peak = StepTimer(), PeakMemory()  # on CPU the profiler behind PeakMemory would slow the timed steps
+    if cuda: torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
     train(cfg, TrainingArguments(output_dir=str(tmp/"ours"), **common), callbacks=[timer] + ([peak] if cuda else []))
     t = sum(timer.times[2:])
-    out.append({"mode": "gpu" if cuda else "gpu-path-on-cpu", "model": f"llava-1.5-{shapes}", "trainer": "vlm-it",
+    e = est["total_gib"] - est["cuda_overhead"]
+    out.append({"mode": "gpu" if cuda else "gpu-path-on-cpu", "model": name, "trainer": "vlm-it",
                 "image_px": image_size, "seq_len": seq_len, "peak_gib": round(peak.peak_gib, 3) if cuda else "-",
-                "estimate_gib": round(est["total_gib"] - est["cuda_overhead"], 3), "tokens_per_s": round(tokens / t, 1)})
-    if cuda: torch.cuda.empty_cache()
+                "reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 3) if cuda else "-",
+                "estimate_gib": round(e, 3), "estimate_error": f"{e / peak.peak_gib - 1:+.1%}" if cuda else "-",
+                "tokens_per_s": round(tokens / t, 1), "load_and_train_s": round(time.perf_counter() - t0, 1)})
+    print(out[-1], flush=True)
+    if cuda: torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats()
     if skip_trl: return out
-    try: out.append(bench_trl(model_dir, data, cfg, common, steps, tokens, tmp, shapes, image_size, seq_len))
+    try: out.append(bench_trl(model_dir, data, cfg, common, steps, tokens, tmp, name, image_size, seq_len))
     except Exception as e:  # report, do not hide
-        out.append({"mode": "gpu" if cuda else "gpu-path-on-cpu", "model": f"llava-1.5-{shapes}", "trainer": "trl",
+        out.append({"mode": "gpu" if cuda else "gpu-path-on-cpu", "model": name, "trainer": "trl",
                     "error": f"{type(e).__name__}: {str(e)[:200]}"})
+    print(out[-1], flush=True)
     return out
 
 
@@ -262,35 +275,49 @@ def bench_trl(model_dir, data, cfg, common, steps, tokens, tmp, shapes, image_si
     trainer.train()
     t = sum(timer.times[warmup:])
     return {"mode": "gpu" if cuda else "gpu-path-on-cpu", "model": shapes if "-" in str(shapes) else f"llava-1.5-{shapes}", "trainer": "trl-sft",
-            "image_px": image_size, "seq_len": seq_len, "peak_gib": round(peak.peak_gib, 3) if cuda else "-", "tokens_per_s": round(tokens / t, 1),
+            "image_px": image_size, "seq_len": seq_len, "peak_gib": round(peak.peak_gib, 3) if cuda else "-",
+            "reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 3) if cuda else "-", "tokens_per_s": round(tokens / t, 1),
             "steps": len(timer.times)}
 
 
 def build_qwen(folder: Path, shapes="mid") -> Path:
     """A random-weight Qwen2.5-VL: for 'mid', a language model of the mid LLaVA's size (1024 wide, 8 layers, a 32k
     vocabulary) and a 2-block vision tower of the real geometry (14-pixel patches, 2 x 2 merge), its processor fixed at
-    448 x 448 pixels, so an image is 256 tokens; 'tiny' is 64 wide. The tokenizer is the tiny family's (ids below 512)."""
+    448 x 448 pixels, so an image is 256 tokens; 'tiny' is 64 wide; '7b' is Qwen2.5-VL-7B's language model and vision
+    tower (152k vocabulary). The tokenizer is the tiny family's (ids below 512)."""
     import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
     from vlm_it.families import _qwen_tokenizer, _qwen_ids, _text, chatml_template, QWEN_IMAGE, QWEN_VIDEO
+    from vlm_it.tiny import qwen25_vl_7b_config
     tok = _qwen_tokenizer()
-    h, layers, mlp, kv, heads = {"mid": (1024, 8, 2752, 16, 16), "tiny": (64, 2, 128, 2, 4)}[shapes]
-    half = h // heads // 2  # mRoPE splits half the head dimension into time, height and width
-    text = {**_text(tok), "vocab_size": 32064, "hidden_size": h, "intermediate_size": mlp, "num_hidden_layers": layers,
-            "num_attention_heads": heads, "num_key_value_heads": kv, "head_dim": h // heads,
-            "rope_scaling": {"type": "mrope", "mrope_section": [half // 4, 3 * half // 8, half - half // 4 - 3 * half // 8]}}
-    vision = dict(depth=2, hidden_size=256 if shapes == "mid" else 32, intermediate_size=1024 if shapes == "mid" else 64, num_heads=4,
-                  out_hidden_size=h, patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112, fullatt_block_indexes=[1])
+    if shapes == "7b":
+        big = qwen25_vl_7b_config()
+        t, v = big.text_config, big.vision_config
+        text = {**_text(tok), **{k: getattr(t, k) for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                "num_attention_heads", "num_key_value_heads", "rope_scaling", "tie_word_embeddings")}, "head_dim": t.hidden_size // t.num_attention_heads}
+        vision = {k: getattr(v, k) for k in ("depth", "hidden_size", "intermediate_size", "num_heads", "out_hidden_size", "patch_size",
+                  "spatial_merge_size", "temporal_patch_size", "window_size", "fullatt_block_indexes", "hidden_act")}
+    else:
+        h, layers, mlp, kv, heads = {"mid": (1024, 8, 2752, 16, 16), "tiny": (64, 2, 128, 2, 4)}[shapes]
+        half = h // heads // 2  # mRoPE splits half the head dimension into time, height and width
+        text = {**_text(tok), "vocab_size": 32064, "hidden_size": h, "intermediate_size": mlp, "num_hidden_layers": layers,
+                "num_attention_heads": heads, "num_key_value_heads": kv, "head_dim": h // heads,
+                "rope_scaling": {"type": "mrope", "mrope_section": [half // 4, 3 * half // 8, half - half // 4 - 3 * half // 8]}}
+        vision = dict(depth=2, hidden_size=256 if shapes == "mid" else 32, intermediate_size=1024 if shapes == "mid" else 64, num_heads=4,
+                      out_hidden_size=h, patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112, fullatt_block_indexes=[1])
     px = 448 * 448
     ip = Qwen2VLImageProcessor(patch_size=14, merge_size=2, temporal_patch_size=2, size={"shortest_edge": px, "longest_edge": px})
     proc = Qwen2_5_VLProcessor(image_processor=ip, tokenizer=tok, video_processor=Qwen2VLVideoProcessor(),
                                chat_template=chatml_template(QWEN_IMAGE, QWEN_VIDEO))
     torch.manual_seed(0)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
+    if dev == "cuda": torch.set_default_dtype(torch.bfloat16)  # built in bf16: a 7B model never exists in fp32
     with torch.device(dev):
         model = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(text_config=text, vision_config=vision, **_qwen_ids(tok)))
-        model = model.to(torch.bfloat16 if dev == "cuda" else torch.float32)
+    torch.set_default_dtype(torch.float32)
     model.save_pretrained(folder); proc.save_pretrained(folder)
+    del model
+    if dev == "cuda": torch.cuda.empty_cache()
     return folder
 
 
@@ -315,26 +342,31 @@ def bench_lengths(shapes, seq_len: int, n: int = 24, batch: int = 4, model: str 
     words = np.random.default_rng(1).integers(32, int(seq_len * 0.7), n).tolist()
     data = long_data(tmp/"data", n=n, image_size=336, answer_words=words) if mix == "image" else \
            mixed_data(tmp/"data", n=n, image_size=336, answer_words=words, image_every=4)
-    common = dict(num_train_epochs=1, per_device_train_batch_size=batch, learning_rate=1e-4, logging_steps=1000,
+    common = dict(num_train_epochs=1, per_device_train_batch_size=batch, learning_rate=1e-4, logging_steps=1,
                   save_strategy="no", report_to="none", disable_tqdm=True, dataloader_num_workers=2 if cuda else 0,
                   bf16=cuda and torch.cuda.is_bf16_supported(), fp16=cuda and not torch.cuda.is_bf16_supported(),
                   use_cpu=not cuda, seed=0)
     name = f"llava-1.5-{shapes}" if model == "llava" else f"qwen2.5-vl-{shapes}"
     row = {"mode": "lengths-gpu" if cuda else "lengths-cpu", "model": name, "mix": mix, "batch": batch, "samples": n}
-    for variant in ("", "group_by_length", "packing"):  # packing: per_device_train_batch_size counts packs, so batch 1
+    # packing: per_device_train_batch_size counts packs of max_length tokens: 1 pack a step, and `batch` packs a step
+    variants = [("", batch), ("group_by_length", batch), ("packing", 1), ("packing", batch)]
+    if cuda: variants = [("warm-up", batch)] + variants  # compiles the GPU kernels (Triton's among them) outside the timed runs
+    for variant, b in variants:
         cfg = TrainConfig(model_name_or_path=str(model_dir), input=str(data), method="qlora", max_length=seq_len,
                           kbit_upcast=False, group_by_length=variant == "group_by_length", packing=variant == "packing",
                           prepared_cache="off")
         ds, _ = load_rows(cfg, AutoProcessor.from_pretrained(model_dir))
         tokens, timer = sum(ds["length"]), StepTimer()
-        kw = {**common, "per_device_train_batch_size": 1} if variant == "packing" else common
-        train(cfg, TrainingArguments(output_dir=str(tmp/f"ours-{variant or 'plain'}"), **kw), callbacks=[timer])
-        out.append({**row, "trainer": f"vlm-it {variant}".strip(), "tokens": tokens, "steps": len(timer.times),
-                    "seconds": round(sum(timer.times), 1), "tokens_per_s": round(tokens / sum(timer.times), 1)})
+        kw = {**common, "per_device_train_batch_size": b, **({"max_steps": 2} if variant == "warm-up" else {})}
+        train(cfg, TrainingArguments(output_dir=str(tmp/f"ours-{variant or 'plain'}-{b}"), **kw), callbacks=[timer])
+        if variant == "warm-up": continue
+        out.append({**row, "trainer": f"vlm-it {variant}".strip() + (f" ({b} per step)" if variant == "packing" else ""),
+                    "tokens": tokens, "steps": len(timer.times), "seconds": round(sum(timer.times), 1),
+                    "tokens_per_s": round(tokens / sum(timer.times), 1), "first_loss": timer.losses[0], "last_loss": timer.losses[-1]})
         print(out[-1], flush=True)
     cfg.group_by_length = cfg.packing = False
     try:
-        trl = bench_trl(model_dir, data, cfg, common, None, tokens, tmp, name, 336, seq_len, warmup=0)
+        trl = bench_trl(model_dir, data, cfg, common, None, tokens, tmp, name, 336, seq_len, warmup=0)  # after ours: kernels compiled
         out.append({**row, "trainer": "trl-sft", "tokens": tokens, "steps": trl["steps"], "tokens_per_s": trl["tokens_per_s"],
                     "seconds": round(tokens / trl["tokens_per_s"], 1)})
     except Exception as e:  # report, do not hide
@@ -424,11 +456,11 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=10, help="timed steps per run (after 2 warm-up steps)")
     p.add_argument("--shapes", choices=["7b", "mid", "tiny"], default="7b",
                    help="GPU mode: LLaVA-1.5-7B shapes; mid (a 170M-parameter LLaVA) or tiny to run the comparison on CPU")
-    p.add_argument("--image_size", type=int, default=336, help="GPU mode: source image side in pixels (LLaVA-1.5 resizes to 336 -> 576 image tokens)")
+    p.add_argument("--image_size", type=int, default=None, help="GPU mode: source image side in pixels (default 336 for LLaVA-1.5, 576 image tokens; 448 for Qwen2.5-VL, 256)")
     p.add_argument("--seq_len", type=int, default=1024)
     p.add_argument("--records", type=int, default=50_000, help="prepare mode: how many records")
     p.add_argument("--skip_trl", action="store_true")
-    p.add_argument("--model", choices=["llava", "qwen2_5_vl"], default="llava", help="lengths mode: LLaVA-1.5 or Qwen2.5-VL shapes")
+    p.add_argument("--model", choices=["llava", "qwen2_5_vl"], default="llava", help="lengths and GPU modes: LLaVA-1.5 or Qwen2.5-VL shapes")
     p.add_argument("--mix", choices=["image", "text"], default="image", help="lengths mode: every sample with an image, or three in four text-only")
     p.add_argument("--samples", type=int, default=24, help="lengths mode: how many samples")
     p.add_argument("--bf16", action="store_true", help="memory mode on CPU: train with bf16 autocast and a bf16 compute dtype, as a GPU run does")
@@ -444,13 +476,13 @@ def main(argv=None):
     if a.mode == "loss": rows += bench_loss(a.seq_len, a.steps)
     if a.mode in ("gpu", "all"):
         if torch.cuda.is_available() or a.shapes != "7b":
-            rows += bench_gpu(a.shapes, a.steps, a.image_size, a.seq_len, a.skip_trl)
+            rows += bench_gpu(a.shapes, a.steps, a.image_size or (336 if a.model == "llava" else 448), a.seq_len, a.skip_trl, a.model)
         else: print("GPU mode skipped: CUDA is not available (use --shapes tiny or mid to run its code path on CPU).")
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
     print(f"device: {device}")
     if not rows: return
     print(_table(rows))
-    tag = f"-{a.model}-{a.mix}-{a.shapes}" if a.mode == "lengths" else ""
+    tag = f"-{a.model}-{a.mix}-{a.shapes}" if a.mode == "lengths" else f"-{a.model}-{a.shapes}" if a.mode == "gpu" else ""
     path = Path(str(RESULTS).format(mode=a.mode + tag + ("-bf16" if a.bf16 else "")))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

@@ -137,7 +137,8 @@ def load_pretrained(source, dtype="auto", four_bit:bool=False, dequantize:bool=F
     if quantize:
         dtype = torch_dtype() if dtype == "auto" else dtype
         kw = {**kw, "quantization_config": quantization_config(config, dtype), **_placement(device, True)}
-    model = auto_model_class(config).from_pretrained(source, dtype=dtype, **kw)
+    # use_kernels=False: transformers (5.2x) otherwise swaps layers for hub kernels on a GPU, downloading them (or failing offline)
+    model = auto_model_class(config).from_pretrained(source, dtype=dtype, use_kernels=False, **kw)
     if dequantize: model.dequantize(); model = model.to(dtype)
     elif quantize: _cpu_repack_off(model)
     if device and not (quantize and not dequantize): model = model.to(device)
@@ -329,7 +330,7 @@ def load_clip(name:str):
     "`(model, tokenizer, image_processor, device)` of a CLIP checkpoint."
     import torch
     from transformers import CLIPModel, AutoTokenizer, AutoImageProcessor
-    try: model = CLIPModel.from_pretrained(name)
+    try: model = CLIPModel.from_pretrained(name, use_kernels=False)
     except OSError as e: raise ConfigError(f"clip_model={name!r} cannot be loaded ({e})") from None
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return model.to(device).eval(), AutoTokenizer.from_pretrained(name), AutoImageProcessor.from_pretrained(name), device
