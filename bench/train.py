@@ -16,9 +16,10 @@ Qwen2.5-VL-7B (`vlm_it.tiny.qwen25_vl_7b_config`, its 152k vocabulary; the proce
 tokens). `--shapes tiny` runs the GPU-mode code path with a tiny config (works on CPU) to check the harness itself;
 `--shapes mid` (a 1024-wide, 8-layer language model, 170M parameters) makes the same comparison on CPU.
 
-Lengths mode (`--mode lengths`, CPU with `--shapes mid` or GPU): 24 samples of varied length, batch 4, one epoch:
-tokens/s of this stage without and with `group_by_length`, and of TRL's SFTTrainer, which pads each batch to its
-longest sample.
+Lengths mode (`--mode lengths`, CPU with `--shapes mid` or GPU): `--samples` samples of varied length, batch 4, one
+epoch: tokens/s of this stage without and with `group_by_length`, packed (one pack of `--seq_len` tokens a step, and
+4 packs a step), and of TRL's SFTTrainer, which pads each batch to its longest sample; the first and last logged loss
+of each run. On a GPU a 2-step run first compiles the kernels (Liger's Triton kernels among them), untimed.
 
 Loss mode (`--mode loss`, CPU or GPU; not part of `all`): a LLaVA with a 128-wide language model over vocabularies of
 32k-152k tokens, one sample of `--seq_len` tokens (the first eighth untrained): peak memory of one forward + backward
@@ -330,7 +331,11 @@ def mixed_data(folder: Path, n: int, image_size: int, answer_words: list, image_
     return save_records(out, folder/"annotations.json")
 
 
-def bench_lengths(shapes, seq_len: int, n: int = 24, batch: int = 4, model: str = "llava", mix: str = "image") -> list[dict]:
+LENGTH_RUNS = ("plain", "grouped", "pack1", "pack4", "trl")
+
+
+def bench_lengths(shapes, seq_len: int, n: int = 24, batch: int = 4, model: str = "llava", mix: str = "image",
+                  runs=LENGTH_RUNS) -> list[dict]:
     """Samples of varied length, batch 4, one epoch: this stage without and with length grouping, with packing, and TRL's
     SFTTrainer (which pads each batch to its longest sample); tokens/s over every sample's tokens and every step.
     `mix`: 'image' (every sample has an image) or 'text' (three in four are text-only)."""
@@ -349,7 +354,7 @@ def bench_lengths(shapes, seq_len: int, n: int = 24, batch: int = 4, model: str 
     name = f"llava-1.5-{shapes}" if model == "llava" else f"qwen2.5-vl-{shapes}"
     row = {"mode": "lengths-gpu" if cuda else "lengths-cpu", "model": name, "mix": mix, "batch": batch, "samples": n}
     # packing: per_device_train_batch_size counts packs of max_length tokens: 1 pack a step, and `batch` packs a step
-    variants = [("", batch), ("group_by_length", batch), ("packing", 1), ("packing", batch)]
+    variants = [v for r, v in zip(LENGTH_RUNS, [("", batch), ("group_by_length", batch), ("packing", 1), ("packing", batch)]) if r in runs]
     if cuda: variants = [("warm-up", batch)] + variants  # compiles the GPU kernels (Triton's among them) outside the timed runs
     for variant, b in variants:
         cfg = TrainConfig(model_name_or_path=str(model_dir), input=str(data), method="qlora", max_length=seq_len,
@@ -364,7 +369,10 @@ def bench_lengths(shapes, seq_len: int, n: int = 24, batch: int = 4, model: str 
                     "tokens": tokens, "steps": len(timer.times), "seconds": round(sum(timer.times), 1),
                     "tokens_per_s": round(tokens / sum(timer.times), 1), "first_loss": timer.losses[0], "last_loss": timer.losses[-1]})
         print(out[-1], flush=True)
-    cfg.group_by_length = cfg.packing = False
+    if "trl" not in runs: return out
+    cfg = TrainConfig(model_name_or_path=str(model_dir), input=str(data), method="qlora", max_length=seq_len, kbit_upcast=False,
+                      prepared_cache="off")
+    tokens = sum(load_rows(cfg, AutoProcessor.from_pretrained(model_dir))[0]["length"])
     try:
         trl = bench_trl(model_dir, data, cfg, common, None, tokens, tmp, name, 336, seq_len, warmup=0)  # after ours: kernels compiled
         out.append({**row, "trainer": "trl-sft", "tokens": tokens, "steps": trl["steps"], "tokens_per_s": trl["tokens_per_s"],
@@ -463,6 +471,7 @@ def main(argv=None):
     p.add_argument("--model", choices=["llava", "qwen2_5_vl"], default="llava", help="lengths and GPU modes: LLaVA-1.5 or Qwen2.5-VL shapes")
     p.add_argument("--mix", choices=["image", "text"], default="image", help="lengths mode: every sample with an image, or three in four text-only")
     p.add_argument("--samples", type=int, default=24, help="lengths mode: how many samples")
+    p.add_argument("--runs", default=",".join(LENGTH_RUNS), help=f"lengths mode: which runs, of {','.join(LENGTH_RUNS)}")
     p.add_argument("--bf16", action="store_true", help="memory mode on CPU: train with bf16 autocast and a bf16 compute dtype, as a GPU run does")
     a = p.parse_args(argv)
     import torch
@@ -471,7 +480,7 @@ def main(argv=None):
     if a.mode in ("memory", "all"): rows += bench_memory(a.seq_len, a.bf16)
     if a.mode == "prepare": rows += bench_prepare(a.records)
     if a.mode == "lengths":
-        if torch.cuda.is_available() or a.shapes != "7b": rows += bench_lengths(a.shapes, a.seq_len, n=a.samples, model=a.model, mix=a.mix)
+        if torch.cuda.is_available() or a.shapes != "7b": rows += bench_lengths(a.shapes, a.seq_len, n=a.samples, model=a.model, mix=a.mix, runs=a.runs.split(","))
         else: print("lengths mode with 7B shapes needs CUDA (use --shapes mid on CPU).")
     if a.mode == "loss": rows += bench_loss(a.seq_len, a.steps)
     if a.mode in ("gpu", "all"):
