@@ -35,7 +35,7 @@ and 2, and the old path (`prepare_rows` in one loop, then `Dataset.from_list`) f
 Prints a table and writes bench/results/train-MODE.json.
 """
 from __future__ import annotations
-import argparse, json, os, platform, sys, tempfile, time, warnings
+import argparse, dataclasses, json, os, platform, sys, tempfile, time, warnings
 from pathlib import Path
 
 # run as `python bench/train.py`, this folder comes first on sys.path, and its evaluate.py would shadow HF `evaluate`
@@ -356,12 +356,11 @@ def bench_lengths(shapes, seq_len: int, n: int = 24, batch: int = 4, model: str 
     # packing: per_device_train_batch_size counts packs of max_length tokens: 1 pack a step, and `batch` packs a step
     variants = [v for r, v in zip(LENGTH_RUNS, [("", batch), ("group_by_length", batch), ("packing", 1), ("packing", batch)]) if r in runs]
     if cuda: variants = [("warm-up", batch)] + variants  # compiles the GPU kernels (Triton's among them) outside the timed runs
+    base = TrainConfig(model_name_or_path=str(model_dir), input=str(data), method="qlora", max_length=seq_len, kbit_upcast=False,
+                       prepared_cache="off")
+    tokens = sum(load_rows(base, AutoProcessor.from_pretrained(model_dir))[0]["length"])  # every run trains these same tokens
     for variant, b in variants:
-        cfg = TrainConfig(model_name_or_path=str(model_dir), input=str(data), method="qlora", max_length=seq_len,
-                          kbit_upcast=False, group_by_length=variant == "group_by_length", packing=variant == "packing",
-                          prepared_cache="off")
-        ds, _ = load_rows(cfg, AutoProcessor.from_pretrained(model_dir))
-        tokens, timer = sum(ds["length"]), StepTimer()
+        cfg, timer = dataclasses.replace(base, group_by_length=variant == "group_by_length", packing=variant == "packing"), StepTimer()
         kw = {**common, "per_device_train_batch_size": b, **({"max_steps": 2} if variant == "warm-up" else {})}
         train(cfg, TrainingArguments(output_dir=str(tmp/f"ours-{variant or 'plain'}-{b}"), **kw), callbacks=[timer])
         if variant == "warm-up": continue
@@ -370,11 +369,8 @@ def bench_lengths(shapes, seq_len: int, n: int = 24, batch: int = 4, model: str 
                     "tokens_per_s": round(tokens / sum(timer.times), 1), "first_loss": timer.losses[0], "last_loss": timer.losses[-1]})
         print(out[-1], flush=True)
     if "trl" not in runs: return out
-    cfg = TrainConfig(model_name_or_path=str(model_dir), input=str(data), method="qlora", max_length=seq_len, kbit_upcast=False,
-                      prepared_cache="off")
-    tokens = sum(load_rows(cfg, AutoProcessor.from_pretrained(model_dir))[0]["length"])
     try:
-        trl = bench_trl(model_dir, data, cfg, common, None, tokens, tmp, name, 336, seq_len, warmup=0)  # after ours: kernels compiled
+        trl = bench_trl(model_dir, data, base, common, None, tokens, tmp, name, 336, seq_len, warmup=0)  # after ours: kernels compiled
         out.append({**row, "trainer": "trl-sft", "tokens": tokens, "steps": trl["steps"], "tokens_per_s": trl["tokens_per_s"],
                     "seconds": round(tokens / trl["tokens_per_s"], 1)})
     except Exception as e:  # report, do not hide

@@ -137,7 +137,7 @@ def load_pretrained(source, dtype="auto", four_bit:bool=False, dequantize:bool=F
     if quantize:
         dtype = torch_dtype() if dtype == "auto" else dtype
         kw = {**kw, "quantization_config": quantization_config(config, dtype), **_placement(device, True)}
-    # use_kernels=False: transformers (5.2x) otherwise swaps layers for hub kernels on a GPU, downloading them (or failing offline)
+    # use_kernels=False: transformers (5.25) otherwise swaps layers for hub kernels on a GPU, downloading them (or failing offline)
     model = auto_model_class(config).from_pretrained(source, dtype=dtype, use_kernels=False, **kw)
     if dequantize: model.dequantize(); model = model.to(dtype)
     elif quantize: _cpu_repack_off(model)
